@@ -1,15 +1,38 @@
-"""Command line: ``python -m imc run --config configs/default.yaml key=value ...``."""
+"""Command line: ``python -m imc <command> ...``.
+
+Commands are an explicit registry of ``module:function`` taking ``argv`` and returning an exit
+code, imported only when used (no heavy imports for ``--help``).
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 
 from .config import ConfigError, load_config
 
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("imc.cli:run_main", "photos -> submission.csv (python -m imc run --config C key=value ...)"),
+    "sweep": ("imc.sweep:main", "run a hyperparameter sweep file (configs/sweeps/*.yaml)"),
+    "viz": ("imc.viz:main", "static exports of a run: match PNGs, 3D model HTML"),
+    "bench": ("imc.bench:main", "per-stage seconds and throughput on a fixed scene"),
+}
 
-def _run(args: argparse.Namespace) -> int:
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+
+
+def run_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m imc run", description="photos -> submission.csv")
+    parser.add_argument("--config", default=None, help="YAML config (default: configs/default.yaml)")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. features.max_num_keypoints=4096")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose)
     from .pipeline import run, summary_table
 
     conf = load_config(args.config, args.overrides)
@@ -22,25 +45,24 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": _run}
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m imc", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("run", help="photos -> submission.csv")
-    p.add_argument("--config", default=None, help="YAML config (default: configs/default.yaml)")
-    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. features.max_num_keypoints=4096")
-    p.add_argument("-v", "--verbose", action="store_true")
-    return parser
+def usage() -> str:
+    lines = ["usage: python -m imc <command> [args]", "", "commands:"]
+    lines += [f"  {name:<8} {help_}" for name, (_, help_) in COMMANDS.items()]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"unknown command {name!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module, func = COMMANDS[name][0].split(":")
     try:
-        return COMMANDS[args.command](args)
+        return int(getattr(importlib.import_module(module), func)(rest) or 0)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2

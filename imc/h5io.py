@@ -62,6 +62,7 @@ class ResumableH5:
         self.path = Path(path)
         self.parts_dir = self.path.with_name(self.path.name + ".parts")
         self._index: dict[str, Path | None] | None = None  # key -> part file (None: in main file)
+        self._dropped: set[str] = set()  # main-file items discarded since the last finalize
 
     # ------------------------------------------------------------------ index
     def _scan(self) -> dict[str, Path | None]:
@@ -114,7 +115,7 @@ class ResumableH5:
         """Fold part files into the main h5 atomically; optionally keep only ``keep`` keys."""
         index = self._scan()
         wanted = set(index) if keep is None else set(keep) & set(index)
-        if not self.parts_dir.exists() and self.path.exists() and wanted == set(index):
+        if not self.parts_dir.exists() and self.path.exists() and wanted == set(index) and not self._dropped:
             return self.path
         with atomic_path(self.path) as tmp:
             with h5py.File(tmp, "w") as out:
@@ -132,12 +133,18 @@ class ResumableH5:
                         main.close()
         remove_path(self.parts_dir)
         self._index = {k: None for k in wanted}
+        self._dropped.clear()
         return self.path
 
     def discard(self, key: str) -> None:
         """Forget one item (stale). Parts are deleted; main-file items are dropped at finalize."""
-        location = self._scan().pop(key, None)
-        if location is not None:
+        index = self._scan()
+        if key not in index:
+            return
+        location = index.pop(key)
+        if location is None:
+            self._dropped.add(key)
+        else:
             location.unlink(missing_ok=True)
 
 

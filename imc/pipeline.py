@@ -103,18 +103,28 @@ def check_stage_config(path: Path, stage_conf: dict[str, Any]) -> None:
 
 @dataclass
 class _SceneLog:
+    """Copies the ``imc`` loggers' INFO messages into a scene's ``log.txt`` while a scene runs."""
+
     path: Path
     handler: logging.Handler | None = None
+    saved_level: int = logging.NOTSET
 
     def __enter__(self) -> "_SceneLog":
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.handler = logging.FileHandler(self.path, mode="a")
+        self.handler.setLevel(logging.INFO)
         self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        logging.getLogger("imc").addHandler(self.handler)
+        logger = logging.getLogger("imc")
+        self.saved_level = logger.level
+        if logger.getEffectiveLevel() > logging.INFO:
+            logger.setLevel(logging.INFO)
+        logger.addHandler(self.handler)
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        logging.getLogger("imc").removeHandler(self.handler)
+        logger = logging.getLogger("imc")
+        logger.removeHandler(self.handler)
+        logger.setLevel(self.saved_level)
         self.handler.close()
 
 

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+from imc.h5io import ResumableH5, escape, pair_key, read_features, read_matches, split_pair_key, unescape
+
+
+def test_escape_round_trip():
+    for name in ["a/b/c.jpg", "x%2Fy.png", "weird%/name::x.jpg", "plain.jpg"]:
+        assert unescape(escape(name)) == name
+        assert "/" not in escape(name)
+    assert split_pair_key(pair_key("d/s/images/a.jpg", "d/s/images/b.jpg")) == ("d/s/images/a.jpg", "d/s/images/b.jpg")
+
+
+def test_round_trip_and_finalize(tmp_path):
+    path = tmp_path / "features-abc.h5"
+    store = ResumableH5(path)
+    kp = np.random.default_rng(0).random((70000, 2)).astype(np.float32)  # more than int16 can index
+    store.put(escape("s/images/a.jpg"), {"keypoints": kp, "descriptors": np.ones((70000, 4), np.float32)},
+              {"image_sha1": "aaa", "image_size": np.array([640, 480])})
+    assert not path.exists() and store.parts_dir.is_dir()  # part files only until finalize
+    store.finalize()
+    assert path.exists() and not store.parts_dir.exists()
+    item = read_features(path, "s/images/a.jpg")
+    np.testing.assert_array_equal(item["keypoints"], kp)
+    assert item["image_sha1"] == "aaa"
+    assert list(item["image_size"]) == [640, 480]
+    with h5py.File(path) as f:
+        assert list(f.keys()) == [escape("s/images/a.jpg")]
+
+
+def test_resume_keeps_finished_items_and_ignores_tmp(tmp_path):
+    path = tmp_path / "matches-x.h5"
+    store = ResumableH5(path)
+    store.put(pair_key("a", "b"), {"matches": np.array([[0, 1], [2, 3]], np.int32)})
+    store.finalize()
+    # a later run adds one pair, then is killed: its next item was half written under a tmp name
+    store = ResumableH5(path)
+    store.put(pair_key("a", "c"), {"matches": np.array([[5, 6]], np.int32)})
+    (store.parts_dir / "deadbeef.h5.tmp-12345").write_bytes(b"\x89HDF garbage")
+    resumed = ResumableH5(path)
+    assert sorted(resumed.keys()) == sorted([pair_key("a", "b"), pair_key("a", "c")])
+    np.testing.assert_array_equal(read_matches(path, "c", "a")["matches"], [[6, 5]])  # symmetric lookup
+    resumed.finalize()
+    assert len(ResumableH5(path)) == 2
+
+
+def test_corrupt_part_is_dropped_not_fatal(tmp_path):
+    store = ResumableH5(tmp_path / "f.h5")
+    store.put("k1", {"x": np.zeros(3)})
+    (store.parts_dir / "broken.h5").write_bytes(b"not an h5 file")
+    fresh = ResumableH5(tmp_path / "f.h5")
+    assert fresh.keys() == ["k1"]
+    assert not (store.parts_dir / "broken.h5").exists()
+
+
+def test_discard_drops_item_at_finalize(tmp_path):
+    store = ResumableH5(tmp_path / "f.h5")
+    store.put("k1", {"x": np.zeros(3)})
+    store.put("k2", {"x": np.ones(3)})
+    store.finalize()
+    store = ResumableH5(tmp_path / "f.h5")
+    store.discard("k1")
+    store.finalize(keep=store.keys())
+    assert ResumableH5(tmp_path / "f.h5").keys() == ["k2"]
+    with pytest.raises(KeyError):
+        ResumableH5(tmp_path / "f.h5").get("k1")

@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+from math import comb
+
+import numpy as np
+import pytest
+
+from imc import fingerprints, pairs
+from imc.config import ConfigError, apply_overrides, load_config
+from imc.pipeline import check_stage_config
+
+
+def test_exhaustive_counts_and_dedup(tmp_path):
+    names = [f"s/images/{i:02d}.jpg" for i in range(7)]
+    conf = load_config()["pairs"]
+    out = pairs.main(conf, names, tmp_path / "pairs.txt")
+    listed = pairs.read_pairs(out)
+    assert len(listed) == comb(7, 2)
+    assert len({frozenset(p) for p in listed}) == len(listed)
+    order = {n: i for i, n in enumerate(names)}
+    assert all(order[a] < order[b] for a, b in listed)
+    # symmetric and duplicate pairs collapse to one
+    assert pairs.canonical([("b", "a"), ("a", "b"), ("a", "a"), ("a", "b")], {"a": 0, "b": 1}) == [("a", "b")]
+
+
+def test_retrieval_fewer_pairs_and_min_partners(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 60
+    # 3 clusters of similar descriptors: retrieval should pair within clusters
+    centers = rng.normal(size=(3, 32))
+    desc = np.stack([centers[i % 3] + 0.05 * rng.normal(size=32) for i in range(n)])
+    desc /= np.linalg.norm(desc, axis=1, keepdims=True)
+    names = [f"img{i:03d}" for i in range(n)]
+    conf = apply_overrides(load_config(), ["pairs.exhaustive_max_images=10", "pairs.retrieval.top_k=5",
+                                           "pairs.retrieval.similarity_threshold=0.99",
+                                           "pairs.retrieval.min_pairs_per_image=3"])["pairs"]
+    out = pairs.main(conf, names, tmp_path / "pairs.txt", global_descriptors=lambda ns: desc)
+    listed = pairs.read_pairs(out)
+    assert comb(n, 2) > len(listed) >= n * 3 // 2
+    partners = {nm: 0 for nm in names}
+    for a, b in listed:
+        partners[a] += 1
+        partners[b] += 1
+        assert int(a[3:]) % 3 == int(b[3:]) % 3, "retrieval paired images of different clusters"
+    assert min(partners.values()) >= 3
+    assert len({frozenset(p) for p in listed}) == len(listed)
+
+
+def test_overrides_typed_and_strict():
+    conf = load_config(None, ["features.max_num_keypoints=4096", "data.sample_submission=null", "seed=3"])
+    assert conf["features"]["max_num_keypoints"] == 4096 and conf["data"]["sample_submission"] is None
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_config(None, ["features.max_num_keypoint=4096"])
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(None, ["features.max_num_keypoints"])
+
+
+def test_preset_chains_to_default():
+    conf = load_config("configs/demo.yaml")
+    assert conf["output"] == "outputs/demo"
+    assert conf["sfm"]["structure_less_registration_fallback"] is False  # inherited from default.yaml
+
+
+def test_fingerprints_flow_downstream_only():
+    base = load_config()
+    sha = {"a.jpg": "1", "b.jpg": "2"}
+    fp0 = fingerprints.compute(base, sha)
+    fp1 = fingerprints.compute(apply_overrides(base, ["features.max_num_keypoints=999"]), sha)
+    assert fp1.pairs == fp0.pairs
+    assert fp1.features != fp0.features and fp1.matches != fp0.matches and fp1.sfm != fp0.sfm
+    fp2 = fingerprints.compute(apply_overrides(base, ["sfm.min_model_size=10"]), sha)
+    assert (fp2.features, fp2.matches, fp2.verified) == (fp0.features, fp0.matches, fp0.verified)
+    assert fp2.sfm != fp0.sfm
+    assert fingerprints.compute(base, {**sha, "b.jpg": "changed"}).pairs != fp0.pairs
+
+
+def test_cache_with_different_saved_config_is_refused(tmp_path):
+    cache = tmp_path / "features-0123.h5"
+    check_stage_config(cache, {"features": {"max_num_keypoints": 10}})
+    check_stage_config(cache, {"features": {"max_num_keypoints": 10}})  # same: reused
+    with pytest.raises(ConfigError, match="different config"):
+        check_stage_config(cache, {"features": {"max_num_keypoints": 11}})

@@ -148,10 +148,23 @@ class ResumableH5:
             location.unlink(missing_ok=True)
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def clean_stale_tmp(directory: Path) -> None:
-    """Remove temporary files left by killed runs of this or other processes."""
+    """Remove temporary files left by killed runs (those of live processes are theirs to finish)."""
     if directory.is_dir():
         for p in directory.rglob("*.tmp-*"):
+            pid = p.name.rsplit(".tmp-", 1)[-1]
+            if pid.isdigit() and int(pid) != os.getpid() and _pid_alive(int(pid)):
+                continue
             remove_path(p)
 
 

@@ -16,7 +16,7 @@ import torch
 from . import extract, fingerprints, match, pairs, reconstruct, retrieval, submission, verify
 from .config import ConfigError, apply_overrides, dump_config, read_yaml
 from .h5io import clean_stale_tmp
-from .io_utils import atomic_write_json, atomic_write_text
+from .io_utils import atomic_write_json, atomic_write_text, file_lock
 from .models import load_aliked, load_lightglue, pick_device
 from .reconstruct import Pose
 from .scenes import Scene, discover_scenes
@@ -144,7 +144,8 @@ def process_scene(conf: dict[str, Any], scene: Scene, models: Models, device: to
 
     def timed(stage: str, fn: Callable[[], Any]) -> Any:
         t0 = time.perf_counter()
-        value = fn()
+        with file_lock(getattr(out, stage)):  # runs sharing this cache take turns per stage output
+            value = fn()
         report.seconds[stage] = round(report.seconds.get(stage, 0.0) + time.perf_counter() - t0, 3)
         return value
 
@@ -163,21 +164,26 @@ def process_scene(conf: dict[str, Any], scene: Scene, models: Models, device: to
     features = {p: features[p] for p in usable}
     if len(usable) < 2:
         report.status = "ok"
-        log.warning("scene %s: %d usable image(s): nothing to reconstruct", scene.name, len(usable))
+        reason = f"scene has {len(usable)} usable image(s): nothing to reconstruct"
+        report.fallbacks += [{"image_path": p, "reason": f"{reason}: identity/zero written"} for p in usable]
+        log.warning("scene %s: %s", scene.name, reason)
         return {}
 
     retrieval_conf = conf["pairs"]["retrieval"]
     aliked_for_retrieval = lambda: models.get("aliked", {**conf["features"], "max_num_keypoints": 1})  # noqa: E731
+    # Pairs over every listed image, not only the usable ones: the pairs cache is keyed by the images'
+    # contents and pairs.* only, so its content must not depend on the features config (pairs with an
+    # image that has no features are skipped by the later stages).
     describe = retrieval.make_descriptor_fn(retrieval_conf, scene.file, aliked=aliked_for_retrieval, device=device) \
-        if len(usable) > conf["pairs"]["exhaustive_max_images"] else None
-    timed("pairs", lambda: pairs.main(conf["pairs"], usable, out.pairs, global_descriptors=describe))
+        if len(scene.image_paths) > conf["pairs"]["exhaustive_max_images"] else None
+    timed("pairs", lambda: pairs.main(conf["pairs"], scene.image_paths, out.pairs, global_descriptors=describe))
     pair_list = pairs.read_pairs(out.pairs)
     timed("matches", lambda: match.main(conf["matching"], out.pairs, features, out.matches, device=device,
                                         model=models.get("lightglue", conf["matching"]), progress=progress,
                                         desc=f"matches {scene.name}"))
     timed("verified", lambda: verify.main(conf["verification"], out.matches, features, out.verified, pairs=pair_list,
-                                          min_matches=conf["matching"]["min_matches"], progress=progress,
-                                          desc=f"verify {scene.name}"))
+                                          min_matches=conf["matching"]["min_matches"], seed=int(conf["seed"]),
+                                          progress=progress, desc=f"verify {scene.name}"))
     timed("sfm", lambda: reconstruct.main(conf["sfm"], features, out.verified, scene.root, out.sfm, pairs=pair_list,
                                           seed=int(conf["seed"]), progress=progress, desc=f"mapping {scene.name}"))
     result = reconstruct.read_poses_csv(out.sfm / "poses.csv")
@@ -269,7 +275,10 @@ def run(conf: dict[str, Any]) -> RunResult:
                 report.overrides = list(budget["fallback_overrides"])
                 scene_conf = apply_overrides(conf, report.overrides)
                 log.warning("scene %s: %.0f s left of the budget, using fallback %s", scene.name, left, report.overrides)
-            scene_conf = apply_overrides(scene_conf, [f"sfm.max_runtime_seconds={max(1, int(left))}"])
+            cap = max(1, int(left))  # the time left, or the configured cap when that is smaller
+            configured = scene_conf["sfm"].get("max_runtime_seconds")
+            cap = min(cap, int(configured)) if configured else cap
+            scene_conf = apply_overrides(scene_conf, [f"sfm.max_runtime_seconds={cap}"])
         with _SceneLog(output / "scenes" / scene.dataset / scene.scene / "log.txt"):
             log.info("scene %s: %d images", scene.name, len(scene.image_paths))
             try:

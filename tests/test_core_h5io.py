@@ -67,3 +67,42 @@ def test_discard_drops_item_at_finalize(tmp_path):
     assert ResumableH5(tmp_path / "f.h5").keys() == ["k2"]
     with pytest.raises(KeyError):
         ResumableH5(tmp_path / "f.h5").get("k1")
+
+
+def test_concurrent_writers_share_a_store(tmp_path):
+    """Two processes filling the same cache take turns (stage lock) and never read a vanished part."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import numpy as np, sys
+        from imc.h5io import ResumableH5
+        from imc.io_utils import file_lock
+        path = {str(tmp_path / 'm.h5')!r}
+        for round_ in range(5):
+            with file_lock(path):
+                store = ResumableH5(path)
+                for i in range(20):
+                    key = f"k{{i}}"
+                    if key not in store:
+                        store.put(key, {{"x": np.full(3, i)}})
+                assert all(int(store.get(k)["x"][0]) == int(k[1:]) for k in store.keys())
+                store.finalize()
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", script]) for _ in range(3)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
+    assert sorted(ResumableH5(tmp_path / "m.h5").keys()) == sorted(f"k{i}" for i in range(20))
+
+
+def test_clean_stale_tmp_spares_live_writers(tmp_path):
+    import os
+
+    from imc.h5io import clean_stale_tmp
+
+    live = tmp_path / f"a.h5.tmp-{os.getppid()}"
+    dead = tmp_path / "b.h5.tmp-999999999"
+    live.write_text("x")
+    dead.write_text("x")
+    clean_stale_tmp(tmp_path)
+    assert live.exists() and not dead.exists()

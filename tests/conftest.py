@@ -49,3 +49,11 @@ def tiny_overrides(root: Path, out: Path) -> list[str]:
     """Small enough for 2 CPU cores: ~1 s per image, ~0.3 s per pair."""
     return [f"data.root={root}", f"output={out / 'run'}", f"cache_dir={out / 'cache'}", "progress=false",
             "features.resize_max=480", "features.max_num_keypoints=512"]
+
+
+@pytest.fixture(scope="session")
+def viewer_run(tmp_path_factory: pytest.TempPathFactory):
+    """A tiny finished real run (4 kyiv photos) with labels and score.json, for the viewer tests."""
+    from .viewer_support import build_viewer_run
+
+    return build_viewer_run(tmp_path_factory.mktemp("viewer"))

@@ -6,6 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 SHARED ?= ../shared
 SWEEP ?= configs/sweeps/smoke.yaml
+SWEEP_ARGS ?=
 RUN ?= outputs/demo
 # glibc keeps freed memory mapped instead of returning it page by page: ALIKED 2-3x faster on CPU.
 export GLIBC_TUNABLES := glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=4294967295
@@ -44,7 +45,7 @@ bench: venv
 	$(PY) -m imc bench --shared $(SHARED)
 
 sweep: venv
-	$(PY) -m imc sweep $(SWEEP)
+	$(PY) -m imc sweep $(SWEEP) $(SWEEP_ARGS)
 
 viewer: venv
 	$(PY) -m streamlit run imc/viewer/app.py --server.address 127.0.0.1 --server.headless true -- --run $(RUN)

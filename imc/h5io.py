@@ -14,6 +14,7 @@ whose image changed since is stale and recomputed.
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
@@ -161,8 +162,11 @@ def _pid_alive(pid: int) -> bool:
 def clean_stale_tmp(directory: Path) -> None:
     """Remove temporary files left by killed runs (those of live processes are theirs to finish)."""
     if directory.is_dir():
+        host = socket.gethostname()
         for p in directory.rglob("*.tmp-*"):
-            pid = p.name.rsplit(".tmp-", 1)[-1]
+            owner_host, _, pid = p.name.rsplit(".tmp-", 1)[-1].rpartition("-")
+            if owner_host and owner_host != host:
+                continue  # another machine's file: only it knows whether its writer is alive
             if pid.isdigit() and int(pid) != os.getpid() and _pid_alive(int(pid)):
                 continue
             remove_path(p)

@@ -8,13 +8,18 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 from pathlib import Path
 from typing import Any, Iterator
 
 
 def tmp_name(path: Path) -> Path:
-    """A sibling temporary name unique to this process (never read as a finished file)."""
-    return path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    """A sibling temporary name unique to this process on this host (never read as a finished file).
+
+    The host is part of the name so that machines sharing a cache folder (a Ray cluster on NFS)
+    never mistake each other's in-flight files for leftovers of a killed local process.
+    """
+    return path.with_name(f"{path.name}.tmp-{socket.gethostname()}-{os.getpid()}")
 
 
 @contextlib.contextmanager

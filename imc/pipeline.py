@@ -249,6 +249,8 @@ def run(conf: dict[str, Any]) -> RunResult:
                              only=conf["data"].get("scenes") or None)
     device = pick_device(conf.get("device", "auto"))
     torch.manual_seed(int(conf["seed"]))
+    if conf.get("torch_threads"):
+        torch.set_num_threads(int(conf["torch_threads"]))
     models = Models(conf, device)
     budget = conf.get("budget") or {}
     budget_s = budget.get("seconds")

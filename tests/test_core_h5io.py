@@ -100,9 +100,13 @@ def test_clean_stale_tmp_spares_live_writers(tmp_path):
 
     from imc.h5io import clean_stale_tmp
 
-    live = tmp_path / f"a.h5.tmp-{os.getppid()}"
-    dead = tmp_path / "b.h5.tmp-999999999"
-    live.write_text("x")
-    dead.write_text("x")
+    import socket
+
+    host = socket.gethostname()
+    live = tmp_path / f"a.h5.tmp-{host}-{os.getppid()}"
+    dead = tmp_path / f"b.h5.tmp-{host}-999999999"
+    elsewhere = tmp_path / "c.h5.tmp-other-node-999999999"  # another machine sharing the cache
+    for p in (live, dead, elsewhere):
+        p.write_text("x")
     clean_stale_tmp(tmp_path)
-    assert live.exists() and not dead.exists()
+    assert live.exists() and not dead.exists() and elsewhere.exists()

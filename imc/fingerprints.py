@@ -5,7 +5,7 @@ an unchanged one reproduces the same names, so the caches are reused. Per-item v
 (image content hashes inside the h5 files) covers images that change under the same name.
 
 Chain: features ← features.*; pairs ← pairs.* + image contents; matches ← matching.* (but
-``min_matches``) + features; verified ← verification.* + matching.min_matches + matches;
+``min_matches``) + features; verified ← verification.* + matching.min_matches + seed + matches;
 sfm ← sfm.* + seed + verified + pairs.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 from .io_utils import fingerprint
 
 # Bump when a stage's output format or algorithm changes, to invalidate old caches.
-STAGE_VERSIONS = {"features": 1, "pairs": 1, "matches": 1, "verified": 1, "sfm": 1}
+STAGE_VERSIONS = {"features": 1, "pairs": 1, "matches": 1, "verified": 2, "sfm": 1}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,7 +41,7 @@ def stage_configs(conf: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "pairs": {"pairs": conf["pairs"], "version": STAGE_VERSIONS["pairs"]},
         "matches": {"matching": matching, "version": STAGE_VERSIONS["matches"]},
         "verified": {"verification": conf["verification"], "min_matches": conf["matching"]["min_matches"],
-                     "version": STAGE_VERSIONS["verified"]},
+                     "seed": conf["seed"], "version": STAGE_VERSIONS["verified"]},
         "sfm": {"sfm": conf["sfm"], "seed": conf["seed"], "version": STAGE_VERSIONS["sfm"]},
     }
 

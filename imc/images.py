@@ -68,7 +68,8 @@ def read_image(path: str | os.PathLike, *, resize_max: int | None = None, exif_t
                     raise ImageReadError(f"{path}: too small ({width}x{height} px, need >= {MIN_SIDE})")
                 if resize_max and img.format == "JPEG" and max(width, height) > 2 * resize_max:
                     # Decode at 1/2, 1/4 or 1/8 scale directly: much faster for huge JPEGs.
-                    img.draft("RGB", (width * resize_max // max(width, height), height * resize_max // max(width, height)))
+                    longest = max(width, height)
+                    img.draft("RGB", (max(1, width * resize_max // longest), max(1, height * resize_max // longest)))
                 rgb = _to_rgb8(img)
             finally:
                 Image.MAX_IMAGE_PIXELS = previous
@@ -77,10 +78,13 @@ def read_image(path: str | os.PathLike, *, resize_max: int | None = None, exif_t
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError,
             Image.DecompressionBombWarning) as exc:
         raise ImageReadError(f"{path}: cannot decode ({type(exc).__name__}: {exc})") from exc
+    except Exception as exc:  # corrupt headers reach decoder code paths that raise anything (TypeError, ...)
+        raise ImageReadError(f"{path}: cannot decode, corrupt file ({type(exc).__name__}: {exc})") from exc
     h, w = rgb.shape[:2]
     if resize_max and max(h, w) > resize_max:
         s = resize_max / max(h, w)
         new_size = (max(1, round(w * s)), max(1, round(h * s)))
         rgb = cv2.resize(rgb, new_size, interpolation=cv2.INTER_AREA)
     h2, w2 = rgb.shape[:2]
-    return LoadedImage(rgb=np.ascontiguousarray(rgb), original_size=(width, height), scale=(width / w2, height / h2))
+    rgb = np.require(rgb, np.uint8, ["C_CONTIGUOUS", "WRITEABLE"])  # PIL's arrays are read-only: torch warns
+    return LoadedImage(rgb=rgb, original_size=(width, height), scale=(width / w2, height / h2))

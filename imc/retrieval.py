@@ -105,14 +105,18 @@ def make_descriptor_fn(conf: dict[str, Any], scene_file: Callable[[str], Path], 
         else:
             net = aliked()
             fn = lambda rgb: aliked_gem_descriptor(net, rgb, device)  # noqa: E731
-        out = []
-        for name in names:
+        # Rows of one preallocated matrix (unreadable images: zeros). Keeping each small descriptor as
+        # its own array between the large, short-lived feature maps fragments the heap when large
+        # blocks are not mmapped (GLIBC_TUNABLES mmap_threshold): ~75 MB per image, 10 GB at 150.
+        mat: np.ndarray | None = None
+        for i, name in enumerate(names):
             try:
-                out.append(fn(read_image(scene_file(name), resize_max=conf["resize_max"]).rgb))
+                d = fn(read_image(scene_file(name), resize_max=conf["resize_max"]).rgb)
             except ImageReadError:
-                out.append(None)
-        dim = next((len(d) for d in out if d is not None), 1)
-        mat = np.stack([d if d is not None else np.zeros(dim, np.float32) for d in out])
-        return _normalise(mat.astype(np.float32))
+                continue
+            if mat is None:
+                mat = np.zeros((len(names), len(d)), np.float32)
+            mat[i] = d
+        return _normalise(mat if mat is not None else np.zeros((len(names), 1), np.float32))
 
     return describe

@@ -39,7 +39,10 @@ def prior_camera(image_size: np.ndarray, focal_factor: float = 1.2, model: str =
     return camera
 
 
-def verify_pair(conf: dict[str, Any], f0: dict[str, Any], f1: dict[str, Any], matches: np.ndarray) -> dict[str, Any]:
+def verify_pair(conf: dict[str, Any], f0: dict[str, Any], f1: dict[str, Any], matches: np.ndarray, *,
+                seed: int = 0) -> dict[str, Any]:
+    """``seed`` seeds COLMAP's RANSAC for this call alone: a pair's result does not depend on which pairs
+    were verified before it in the process (a resumed run equals an uninterrupted one)."""
     method = VerificationMethod(conf["method"])
     empty = {"inliers": np.zeros((0, 2), np.int32), "config": int(TwoViewConfig.DEGENERATE), "F": np.zeros((3, 3))}
     if len(matches) < max(conf["min_inliers"], 8):
@@ -62,6 +65,7 @@ def verify_pair(conf: dict[str, Any], f0: dict[str, Any], f1: dict[str, Any], ma
     options.ransac.max_error = conf["max_error_px"]
     options.ransac.confidence = conf["confidence"]
     options.ransac.max_num_trials = conf["max_iterations"]
+    options.ransac.random_seed = seed  # -1 (COLMAP's default) continues one process-wide random sequence
     options.min_num_inliers = conf["min_inliers"]
     geom = pycolmap.estimate_two_view_geometry(
         prior_camera(f0["image_size"]), k0, prior_camera(f1["image_size"]), k1,
@@ -75,7 +79,8 @@ def verify_pair(conf: dict[str, Any], f0: dict[str, Any], f1: dict[str, Any], ma
 
 
 def main(conf: dict[str, Any], matches_path: Path, features: dict[str, dict[str, Any]], verified_path: Path, *,
-         pairs: list[tuple[str, str]], min_matches: int, progress: bool = True, desc: str = "verify") -> Path:
+         pairs: list[tuple[str, str]], min_matches: int, seed: int = 0, progress: bool = True,
+         desc: str = "verify") -> Path:
     """Verify every listed pair that has matches (resumable per pair)."""
     matches_store = ResumableH5(matches_path)
     store = ResumableH5(verified_path)
@@ -94,7 +99,7 @@ def main(conf: dict[str, Any], matches_path: Path, features: dict[str, dict[str,
     log.info("verify: %d pairs to verify (%s) -> %s", len(todo), conf["method"], verified_path.name)
     for key, a, b, sha in tqdm(todo, desc=desc, unit="pair", disable=not progress):
         raw = matches_store.get(key)["matches"]
-        result = verify_pair(conf, features[a], features[b], raw) if len(raw) >= min_matches else {
+        result = verify_pair(conf, features[a], features[b], raw, seed=seed) if len(raw) >= min_matches else {
             "inliers": np.zeros((0, 2), np.int32), "config": int(TwoViewConfig.DEGENERATE), "F": np.zeros((3, 3))}
         store.put(key, {"matches": result["inliers"], "F": result["F"]},
                   {"config": result["config"], "num_raw": len(raw), "image_sha1_0": sha[0], "image_sha1_1": sha[1]})

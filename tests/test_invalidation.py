@@ -1,0 +1,122 @@
+"""Config change safety: a changed parameter invalidates exactly its stage and the stages after it.
+
+Checked over every leaf key of every stage section of ``configs/default.yaml`` with
+``imc.fingerprints.compute``, then end to end: an identical rerun extracts and matches nothing,
+and a verification-only change recomputes verification (and mapping) only.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Iterator
+
+import pytest
+
+from imc import fingerprints
+from imc.config import load_config
+
+from .corpus import TINY, copy_real_scene, run_cli
+
+STAGES = ("pairs", "features", "matches", "verified", "sfm")
+AFTER_FEATURES = {"features", "matches", "verified", "sfm"}
+
+
+def expected_stages(key: str) -> set[str]:
+    """The caches that a change of ``key`` must invalidate (and no others)."""
+    if key == "matching.min_matches":  # a filter applied by verification: the matches are reused
+        return {"verified", "sfm"}
+    if key == "seed":  # seeds RANSAC in verification and the mapper
+        return {"verified", "sfm"}
+    section = key.split(".")[0]
+    return {"features": AFTER_FEATURES, "pairs": {"pairs", "sfm"}, "matching": {"matches", "verified", "sfm"},
+            "verification": {"verified", "sfm"}, "sfm": {"sfm"}}.get(section, set())
+
+
+def leaves(node: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    for key, value in node.items():
+        if isinstance(value, dict) and value:
+            yield from leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def another_value(value: Any) -> Any:
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, (int, float)):
+        return value + 1
+    if isinstance(value, str):
+        return value + "_changed"
+    if isinstance(value, list):
+        return [*value, "changed"]
+    if isinstance(value, dict):
+        return {**value, "changed": 1}
+    return 1  # None
+
+
+def with_value(conf: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
+    out = copy.deepcopy(conf)
+    *path, last = key.split(".")
+    node = out
+    for k in path:
+        node = node[k]
+    node[last] = value
+    return out
+
+
+def changed_stages(a: fingerprints.StageFingerprints, b: fingerprints.StageFingerprints) -> set[str]:
+    return {s for s in STAGES if getattr(a, s) != getattr(b, s)}
+
+
+BASE = load_config(None)
+SHA1S = {"d/s/images/a.jpg": "1" * 40, "d/s/images/b.jpg": "2" * 40}
+STAGE_KEYS = [k for k, _ in leaves(BASE) if k.split(".")[0] in ("features", "pairs", "matching", "verification",
+                                                                 "sfm", "seed")]
+# device and weights_dir are left out on purpose: other weights (or CUDA numerics) give other features,
+# yet the fingerprints do not cover them; a cache must not be shared across those.
+OTHER_KEYS = [k for k, _ in leaves(BASE) if k not in STAGE_KEYS and k not in ("device", "weights_dir")]
+
+
+def test_every_stage_section_is_covered():
+    sections = {k.split(".")[0] for k in STAGE_KEYS}
+    assert sections == {"features", "pairs", "matching", "verification", "sfm", "seed"}
+    assert len(STAGE_KEYS) > 30  # every leaf, nested ones (pairs.retrieval.*) included
+
+
+@pytest.mark.parametrize("key", STAGE_KEYS)
+def test_stage_parameter_invalidates_its_stage_and_later_ones(key):
+    value = dict(leaves(BASE))[key]
+    before = fingerprints.compute(BASE, SHA1S)
+    after = fingerprints.compute(with_value(BASE, key, another_value(value)), SHA1S)
+    assert changed_stages(before, after) == expected_stages(key), key
+    assert fingerprints.compute(BASE, SHA1S) == before  # stable: same config, same names
+
+
+@pytest.mark.parametrize("key", OTHER_KEYS)
+def test_run_parameters_invalidate_nothing(key):
+    """Where data, outputs and caches live, progress bars, budgets: no cache depends on them."""
+    value = dict(leaves(BASE))[key]
+    after = fingerprints.compute(with_value(BASE, key, another_value(value)), SHA1S)
+    assert changed_stages(fingerprints.compute(BASE, SHA1S), after) == set(), key
+
+
+def test_image_content_invalidates_pairs_and_per_item_entries():
+    after = fingerprints.compute(BASE, {**SHA1S, "d/s/images/b.jpg": "3" * 40})
+    # pairs and mapping by name; features/matches/verified entries by the sha1 stored with each item
+    assert changed_stages(fingerprints.compute(BASE, SHA1S), after) == {"pairs", "sfm"}
+
+
+@pytest.mark.slow
+def test_identical_rerun_computes_nothing_and_a_verification_change_only_verifies(tmp_path):
+    copy_real_scene(tmp_path / "data", "strecha", "fountain", n=4)
+    args = [f"data.root={tmp_path / 'data'}", f"cache_dir={tmp_path / 'cache'}", *TINY]
+    first = run_cli(args + [f"output={tmp_path / 'run1'}"], log_path=tmp_path / "first.txt")
+    assert "features: 4/4 images to extract" in first and "matches: 6 pairs to match" in first
+    second = run_cli(args + [f"output={tmp_path / 'run2'}"], log_path=tmp_path / "second.txt")
+    assert "features: 0/4 images to extract" in second and "matches: 0 pairs to match" in second
+    assert "verify: 0 pairs to verify" in second and "mapping:" not in second  # sfm folder reused
+    assert (tmp_path / "run1" / "submission.csv").read_text() == (tmp_path / "run2" / "submission.csv").read_text()
+    third = run_cli(args + [f"output={tmp_path / 'run3'}", "verification.max_error_px=3.0"],
+                    log_path=tmp_path / "third.txt")
+    assert "features: 0/4 images to extract" in third and "matches: 0 pairs to match" in third
+    assert "verify: 6 pairs to verify" in third and "mapping:" in third

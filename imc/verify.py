@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,12 @@ def verify_pair(conf: dict[str, Any], f0: dict[str, Any], f1: dict[str, Any], ma
     return {"inliers": inliers, "config": int(config), "F": F}
 
 
+def pair_seed(seed: int, key: str) -> int:
+    """A RANSAC seed of its own for each pair (stable across processes, unlike ``hash``): every pair
+    draws its own samples, and its result depends on ``seed`` and the pair only."""
+    return (seed * 1_000_003 + zlib.crc32(key.encode())) % 2**31
+
+
 def main(conf: dict[str, Any], matches_path: Path, features: dict[str, dict[str, Any]], verified_path: Path, *,
          pairs: list[tuple[str, str]], min_matches: int, seed: int = 0, progress: bool = True,
          desc: str = "verify") -> Path:
@@ -99,8 +106,11 @@ def main(conf: dict[str, Any], matches_path: Path, features: dict[str, dict[str,
     log.info("verify: %d pairs to verify (%s) -> %s", len(todo), conf["method"], verified_path.name)
     for key, a, b, sha in tqdm(todo, desc=desc, unit="pair", disable=not progress):
         raw = matches_store.get(key)["matches"]
-        result = verify_pair(conf, features[a], features[b], raw, seed=seed) if len(raw) >= min_matches else {
-            "inliers": np.zeros((0, 2), np.int32), "config": int(TwoViewConfig.DEGENERATE), "F": np.zeros((3, 3))}
+        if len(raw) >= min_matches:
+            result = verify_pair(conf, features[a], features[b], raw, seed=pair_seed(seed, key))
+        else:
+            result = {"inliers": np.zeros((0, 2), np.int32), "config": int(TwoViewConfig.DEGENERATE),
+                      "F": np.zeros((3, 3))}
         store.put(key, {"matches": result["inliers"], "F": result["F"]},
                   {"config": result["config"], "num_raw": len(raw), "image_sha1_0": sha[0], "image_sha1_1": sha[1]})
     return store.finalize()

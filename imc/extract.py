@@ -62,11 +62,8 @@ def main(conf: dict[str, Any], scene: Scene, features_path: Path, *, model: torc
     sha1s = sha1s or {p: image_sha1(scene.file(p)) for p in scene.image_paths}
     todo = []
     for image_path in scene.image_paths:
-        key = escape(image_path)
-        if key in store and store.get(key).get("image_sha1") == sha1s[image_path]:
-            continue
-        store.discard(key)
-        todo.append(image_path)
+        if not store.is_current(escape(image_path), {"image_sha1": sha1s[image_path]}):
+            todo.append(image_path)
     log.info("features: %d/%d images to extract -> %s", len(todo), len(scene.image_paths), features_path.name)
     dim = None
     for image_path in tqdm(todo, desc=f"features {scene.name}", unit="img", disable=not progress):

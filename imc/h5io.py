@@ -103,6 +103,16 @@ class ResumableH5:
         for key in self.keys():
             yield key, self.get(key)
 
+    def is_current(self, key: str, expected: Mapping[str, Any]) -> bool:
+        """True if ``key`` is stored with these attribute values (e.g. image content hashes);
+        otherwise a stale item is discarded and False returned: the caller recomputes it."""
+        if key in self:
+            attrs = self.get(key)
+            if all(attrs.get(name) == value for name, value in expected.items()):
+                return True
+            self.discard(key)
+        return False
+
     def put(self, key: str, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any] | None = None) -> None:
         """Store one finished item durably (atomic part file)."""
         self.parts_dir.mkdir(parents=True, exist_ok=True)

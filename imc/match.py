@@ -49,15 +49,11 @@ def main(conf: dict[str, Any], pairs_path: Path, features: dict[str, dict[str, A
         if a not in features or b not in features:
             continue
         key = pair_key(a, b)
-        sha = (features[a]["image_sha1"], features[b]["image_sha1"])
-        if key in store:
-            item = store.get(key)
-            if (item.get("image_sha1_0"), item.get("image_sha1_1")) == sha:
-                continue
-            store.discard(key)
-        todo.append((a, b, key, sha))
+        sha = {"image_sha1_0": features[a]["image_sha1"], "image_sha1_1": features[b]["image_sha1"]}
+        if not store.is_current(key, sha):
+            todo.append((a, b, key, sha))
     log.info("matches: %d pairs to match -> %s", len(todo), matches_path.name)
     for a, b, key, sha in tqdm(todo, desc=desc, unit="pair", disable=not progress):
         result = match_pair(model, features[a], features[b], device)
-        store.put(key, result, {"image_sha1_0": sha[0], "image_sha1_1": sha[1]})
+        store.put(key, result, sha)
     return store.finalize()

@@ -96,13 +96,9 @@ def main(conf: dict[str, Any], matches_path: Path, features: dict[str, dict[str,
         key = pair_key(a, b)
         if a not in features or b not in features or key not in matches_store:
             continue
-        sha = (features[a]["image_sha1"], features[b]["image_sha1"])
-        if key in store:
-            item = store.get(key)
-            if (item.get("image_sha1_0"), item.get("image_sha1_1")) == sha:
-                continue
-            store.discard(key)
-        todo.append((key, a, b, sha))
+        sha = {"image_sha1_0": features[a]["image_sha1"], "image_sha1_1": features[b]["image_sha1"]}
+        if not store.is_current(key, sha):
+            todo.append((key, a, b, sha))
     log.info("verify: %d pairs to verify (%s) -> %s", len(todo), conf["method"], verified_path.name)
     for key, a, b, sha in tqdm(todo, desc=desc, unit="pair", disable=not progress):
         raw = matches_store.get(key)["matches"]
@@ -112,5 +108,5 @@ def main(conf: dict[str, Any], matches_path: Path, features: dict[str, dict[str,
             result = {"inliers": np.zeros((0, 2), np.int32), "config": int(TwoViewConfig.DEGENERATE),
                       "F": np.zeros((3, 3))}
         store.put(key, {"matches": result["inliers"], "F": result["F"]},
-                  {"config": result["config"], "num_raw": len(raw), "image_sha1_0": sha[0], "image_sha1_1": sha[1]})
+                  {"config": result["config"], "num_raw": len(raw), **sha})
     return store.finalize()

@@ -110,3 +110,16 @@ def test_clean_stale_tmp_spares_live_writers(tmp_path):
         p.write_text("x")
     clean_stale_tmp(tmp_path)
     assert live.exists() and not dead.exists() and elsewhere.exists()
+
+
+def test_is_current_discards_stale_items(tmp_path):
+    store = ResumableH5(tmp_path / "f.h5")
+    store.put("a::b", {"matches": np.zeros((1, 2), np.int32)}, {"image_sha1_0": "x", "image_sha1_1": "y"})
+    store.finalize()
+    store = ResumableH5(tmp_path / "f.h5")
+    assert store.is_current("a::b", {"image_sha1_0": "x", "image_sha1_1": "y"})
+    assert not store.is_current("a::c", {"image_sha1_0": "x"})  # never computed
+    assert not store.is_current("a::b", {"image_sha1_0": "x", "image_sha1_1": "changed"})  # image b changed
+    assert "a::b" not in store  # the stale item is gone, dropped from the file at finalize
+    store.finalize()
+    assert ResumableH5(tmp_path / "f.h5").keys() == []

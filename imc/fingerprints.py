@@ -17,7 +17,7 @@ from typing import Any
 from .io_utils import fingerprint
 
 # Bump when a stage's output format or algorithm changes, to invalidate old caches.
-STAGE_VERSIONS = {"features": 1, "pairs": 1, "matches": 1, "verified": 2, "sfm": 1}
+STAGE_VERSIONS = {"features": 1, "pairs": 2, "matches": 1, "verified": 2, "sfm": 1}
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -170,7 +170,10 @@ def process_scene(conf: dict[str, Any], scene: Scene, models: Models, device: to
         return {}
 
     retrieval_conf = conf["pairs"]["retrieval"]
-    aliked_for_retrieval = lambda: models.get("aliked", {**conf["features"], "max_num_keypoints": 1})  # noqa: E731
+    # The retrieval network is configured under pairs.retrieval (so it is part of the pairs fingerprint);
+    # only its dense feature map is used, the keypoint settings are irrelevant.
+    retrieval_net_conf = {**conf["features"], "model": retrieval_conf.get("aliked_model", "aliked-n16")}
+    aliked_for_retrieval = lambda: models.get("aliked", retrieval_net_conf)  # noqa: E731
     # Pairs over every listed image, not only the usable ones: the pairs cache is keyed by the images'
     # contents and pairs.* only, so its content must not depend on the features config (pairs with an
     # image that has no features are skipped by the later stages).

@@ -80,3 +80,25 @@ def test_cache_with_different_saved_config_is_refused(tmp_path):
     check_stage_config(cache, {"features": {"max_num_keypoints": 10}})  # same: reused
     with pytest.raises(ConfigError, match="different config"):
         check_stage_config(cache, {"features": {"max_num_keypoints": 11}})
+
+
+def test_centred_descriptors_keep_retrieval_selective(tmp_path):
+    """Pooled descriptors of one scene are all alike (cosine > 0.95): uncentred, an absolute
+    threshold admits every pair; centred per scene, retrieval stays selective."""
+    from imc.retrieval import centre_and_normalise
+
+    rng = np.random.default_rng(1)
+    n = 80
+    raw = np.ones(64) + 0.08 * rng.normal(size=(n, 64))
+    raw /= np.linalg.norm(raw, axis=1, keepdims=True)
+    sims = (raw @ raw.T)[np.triu_indices(n, 1)]
+    assert sims.min() > 0.95
+    names = [f"im{i:03d}" for i in range(n)]
+    conf = apply_overrides(load_config(), ["pairs.exhaustive_max_images=10"])["pairs"]
+    uncentred = pairs.read_pairs(pairs.main(conf, names, tmp_path / "a.txt", global_descriptors=lambda ns: raw))
+    assert len(uncentred) == comb(n, 2)  # the failure mode
+    centred = pairs.read_pairs(pairs.main(conf, names, tmp_path / "b.txt",
+                                          global_descriptors=lambda ns: centre_and_normalise(raw)))
+    top_k = conf["retrieval"]["top_k"]
+    assert len(centred) <= n * top_k  # top-k dominated: no flood of threshold pairs
+    assert len(centred) < 0.6 * comb(n, 2)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -49,15 +49,18 @@ def extract_one(model: torch.nn.Module, path: Path, conf: dict[str, Any], device
     kpts = feats.keypoints.float().cpu().numpy()
     return {
         "keypoints": to_original_pixels(kpts, loaded.scale),
-        "descriptors": feats.descriptors.float().cpu().numpy().astype(np.float32),
-        "scores": feats.keypoint_scores.float().cpu().numpy().astype(np.float32),
+        "descriptors": feats.descriptors.float().cpu().numpy(),
+        "scores": feats.keypoint_scores.float().cpu().numpy(),
         "image_size": np.array(loaded.original_size, dtype=np.int64),
     }
 
 
-def main(conf: dict[str, Any], scene: Scene, features_path: Path, *, model: torch.nn.Module,
+def main(conf: dict[str, Any], scene: Scene, features_path: Path, *, load_model: Callable[[], torch.nn.Module],
          device: torch.device, sha1s: dict[str, str] | None = None, progress: bool = True) -> Path:
-    """Extract features for every image of ``scene`` into ``features_path`` (resumable)."""
+    """Extract features for every image of ``scene`` into ``features_path`` (resumable).
+
+    ``load_model`` is called only when some image needs extracting: a fully cached scene loads no network.
+    """
     store = ResumableH5(features_path)
     sha1s = sha1s or {p: image_sha1(scene.file(p)) for p in scene.image_paths}
     todo = []
@@ -66,6 +69,7 @@ def main(conf: dict[str, Any], scene: Scene, features_path: Path, *, model: torc
             todo.append(image_path)
     log.info("features: %d/%d images to extract -> %s", len(todo), len(scene.image_paths), features_path.name)
     dim = None
+    model = load_model() if todo else None
     for image_path in tqdm(todo, desc=f"features {scene.name}", unit="img", disable=not progress):
         try:
             arrays = extract_one(model, scene.file(image_path), conf, device)

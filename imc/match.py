@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -41,8 +41,12 @@ def match_pair(model: torch.nn.Module, f0: dict[str, Any], f1: dict[str, Any], d
 
 
 def main(conf: dict[str, Any], pairs_path: Path, features: dict[str, dict[str, Any]], matches_path: Path, *,
-         model: torch.nn.Module | None, device: torch.device, progress: bool = True, desc: str = "matches") -> Path:
-    """Match every pair of ``pairs_path`` whose two images have features (resumable)."""
+         load_model: Callable[[], torch.nn.Module], device: torch.device, progress: bool = True,
+         desc: str = "matches") -> Path:
+    """Match every pair of ``pairs_path`` whose two images have features (resumable).
+
+    ``load_model`` is called only when some pair needs matching.
+    """
     store = ResumableH5(matches_path)
     todo = []
     for a, b in read_pairs(pairs_path):
@@ -53,6 +57,7 @@ def main(conf: dict[str, Any], pairs_path: Path, features: dict[str, dict[str, A
         if not store.is_current(key, sha):
             todo.append((a, b, key, sha))
     log.info("matches: %d pairs to match -> %s", len(todo), matches_path.name)
+    model = load_model() if todo else None
     for a, b, key, sha in tqdm(todo, desc=desc, unit="pair", disable=not progress):
         result = match_pair(model, features[a], features[b], device)
         store.put(key, result, sha)

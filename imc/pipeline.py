@@ -23,7 +23,10 @@ from .scenes import Scene, discover_scenes
 
 log = logging.getLogger("imc")
 
-STAGES = ("pairs", "features", "matches", "verified", "sfm")
+# Each stage's output in <cache_dir>/<dataset>/<scene>/, named by its fingerprint.
+STAGE_FILES = {"pairs": "pairs-{}.txt", "features": "features-{}.h5", "matches": "matches-{}.h5",
+               "verified": "verified-{}.h5", "sfm": "sfm-{}"}
+STAGES = tuple(STAGE_FILES)
 
 
 @dataclass(kw_only=True)
@@ -62,30 +65,9 @@ class Models:
         return self._cache[key]
 
 
-@dataclass(kw_only=True)
-class SceneOutputs:
-    scene_dir: Path  # <cache_dir>/<dataset>/<scene>
-    fp: fingerprints.StageFingerprints
-
-    @property
-    def pairs(self) -> Path:
-        return self.scene_dir / f"pairs-{self.fp.pairs}.txt"
-
-    @property
-    def features(self) -> Path:
-        return self.scene_dir / f"features-{self.fp.features}.h5"
-
-    @property
-    def matches(self) -> Path:
-        return self.scene_dir / f"matches-{self.fp.matches}.h5"
-
-    @property
-    def verified(self) -> Path:
-        return self.scene_dir / f"verified-{self.fp.verified}.h5"
-
-    @property
-    def sfm(self) -> Path:
-        return self.scene_dir / f"sfm-{self.fp.sfm}"
+def stage_paths(scene_dir: Path, fp: fingerprints.StageFingerprints) -> dict[str, Path]:
+    """stage -> its output path under ``scene_dir`` (``<cache_dir>/<dataset>/<scene>``)."""
+    return {stage: scene_dir / name.format(getattr(fp, stage)) for stage, name in STAGE_FILES.items()}
 
 
 def check_stage_config(path: Path, stage_conf: dict[str, Any]) -> None:
@@ -133,18 +115,19 @@ def process_scene(conf: dict[str, Any], scene: Scene, models: Models, device: to
     progress = bool(conf.get("progress", True))
     sha1s = {p: extract.image_sha1(scene.file(p)) for p in scene.image_paths}
     fp = fingerprints.compute(conf, sha1s)
-    out = SceneOutputs(scene_dir=Path(conf["cache_dir"]) / scene.dataset / scene.scene, fp=fp)
-    out.scene_dir.mkdir(parents=True, exist_ok=True)
-    clean_stale_tmp(out.scene_dir)
+    scene_dir = Path(conf["cache_dir"]) / scene.dataset / scene.scene
+    out = stage_paths(scene_dir, fp)
+    scene_dir.mkdir(parents=True, exist_ok=True)
+    clean_stale_tmp(scene_dir)
     stage_confs = fingerprints.stage_configs(conf)
     for stage in STAGES:
-        check_stage_config(getattr(out, stage), stage_confs[stage])
+        check_stage_config(out[stage], stage_confs[stage])
     report.fingerprints = fp.as_dict()
-    report.paths = {stage: str(getattr(out, stage)) for stage in STAGES}
+    report.paths = {stage: str(out[stage]) for stage in STAGES}
 
     def timed(stage: str, fn: Callable[[], Any]) -> Any:
         t0 = time.perf_counter()
-        with file_lock(getattr(out, stage)):  # runs sharing this cache take turns per stage output
+        with file_lock(out[stage]):  # runs sharing this cache take turns per stage output
             value = fn()
         report.seconds[stage] = round(report.seconds.get(stage, 0.0) + time.perf_counter() - t0, 3)
         return value
@@ -153,9 +136,9 @@ def process_scene(conf: dict[str, Any], scene: Scene, models: Models, device: to
         report.status = "empty"
         log.warning("scene %s lists no images", scene.name)
         return {}
-    timed("features", lambda: extract.main(conf["features"], scene, out.features, device=device, sha1s=sha1s,
-                                           model=models.get("aliked", conf["features"]), progress=progress))
-    features = extract.load_all(out.features, scene.image_paths)
+    timed("features", lambda: extract.main(conf["features"], scene, out["features"], device=device, sha1s=sha1s,
+                                           load_model=lambda: models.get("aliked", conf["features"]), progress=progress))
+    features = extract.load_all(out["features"], scene.image_paths)
     usable = [p for p in scene.image_paths if p in features and len(features[p]["keypoints"]) > 0]
     for p in scene.image_paths:
         if p not in usable:
@@ -179,17 +162,17 @@ def process_scene(conf: dict[str, Any], scene: Scene, models: Models, device: to
     # image that has no features are skipped by the later stages).
     describe = retrieval.make_descriptor_fn(retrieval_conf, scene.file, aliked=aliked_for_retrieval, device=device) \
         if len(scene.image_paths) > conf["pairs"]["exhaustive_max_images"] else None
-    timed("pairs", lambda: pairs.main(conf["pairs"], scene.image_paths, out.pairs, global_descriptors=describe))
-    pair_list = pairs.read_pairs(out.pairs)
-    timed("matches", lambda: match.main(conf["matching"], out.pairs, features, out.matches, device=device,
-                                        model=models.get("lightglue", conf["matching"]), progress=progress,
+    timed("pairs", lambda: pairs.main(conf["pairs"], scene.image_paths, out["pairs"], global_descriptors=describe))
+    pair_list = pairs.read_pairs(out["pairs"])
+    timed("matches", lambda: match.main(conf["matching"], out["pairs"], features, out["matches"], device=device,
+                                        load_model=lambda: models.get("lightglue", conf["matching"]), progress=progress,
                                         desc=f"matches {scene.name}"))
-    timed("verified", lambda: verify.main(conf["verification"], out.matches, features, out.verified, pairs=pair_list,
+    timed("verified", lambda: verify.main(conf["verification"], out["matches"], features, out["verified"], pairs=pair_list,
                                           min_matches=conf["matching"]["min_matches"], seed=int(conf["seed"]),
                                           progress=progress, desc=f"verify {scene.name}"))
-    timed("sfm", lambda: reconstruct.main(conf["sfm"], features, out.verified, scene.root, out.sfm, pairs=pair_list,
+    timed("sfm", lambda: reconstruct.main(conf["sfm"], features, out["verified"], scene.root, out["sfm"], pairs=pair_list,
                                           seed=int(conf["seed"]), progress=progress, desc=f"mapping {scene.name}"))
-    result = reconstruct.read_poses_csv(out.sfm / "poses.csv")
+    result = reconstruct.read_poses_csv(out["sfm"] / "poses.csv")
     report.n_registered = result.n_registered
     report.n_models = result.n_models
     report.model_sizes = result.model_sizes

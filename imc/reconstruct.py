@@ -126,9 +126,13 @@ def mapper_options(conf: dict[str, Any], seed: int) -> pycolmap.IncrementalPipel
     return opts
 
 
-def collect_poses(models: dict[int, pycolmap.Reconstruction]) -> ReconstructionResult:
+def by_size(models: dict[int, pycolmap.Reconstruction]) -> list[pycolmap.Reconstruction]:
+    """Models largest first: index k here is ``model`` in poses.csv and the folder ``models/<k>/``."""
+    return sorted(models.values(), key=lambda r: r.num_reg_images(), reverse=True)
+
+
+def collect_poses(ordered: list[pycolmap.Reconstruction]) -> ReconstructionResult:
     """Each image's pose from the largest model that registered it (models stay separate)."""
-    ordered = sorted(models.values(), key=lambda r: r.num_reg_images(), reverse=True)
     result = ReconstructionResult(model_sizes=[r.num_reg_images() for r in ordered])
     for k, rec in enumerate(ordered):
         for image in rec.images.values():
@@ -183,8 +187,9 @@ def main(conf: dict[str, Any], features: dict[str, dict[str, Any]], verified_pat
                     initial_image_pair_callback=lambda: bar.update(2),
                     next_image_callback=lambda: bar.update(1))
             bar.close()
-        result = collect_poses(models)
-        for k, rec in enumerate(sorted(models.values(), key=lambda r: r.num_reg_images(), reverse=True)):
+        ordered = by_size(models)
+        result = collect_poses(ordered)
+        for k, rec in enumerate(ordered):
             (models_dir / str(k)).mkdir(exist_ok=True)
             rec.write(str(models_dir / str(k)))
         remove_path(mapper_dir)  # pycolmap's own numbering; models/ is sorted by size

@@ -12,6 +12,8 @@ import socket
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
+
 
 def tmp_name(path: Path) -> Path:
     """A sibling temporary name unique to this process on this host (never read as a finished file).
@@ -65,6 +67,11 @@ def file_sha1(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def format_numbers(values: Any) -> str:
+    """``a;b;c``: the CSV encoding of matrices and vectors (row-major, exact ``repr`` of each float)."""
+    return ";".join(repr(float(v)) for v in np.asarray(values, dtype=np.float64).ravel())
 
 
 def fingerprint(obj: Any, length: int = 12) -> str:

@@ -22,7 +22,7 @@ import pycolmap
 from tqdm.auto import tqdm
 
 from .h5io import ResumableH5, pair_key
-from .io_utils import atomic_path, remove_path
+from .io_utils import atomic_path, format_numbers, remove_path
 from .verify import prior_camera
 
 log = logging.getLogger(__name__)
@@ -148,8 +148,7 @@ def write_poses_csv(path: Path, result: ReconstructionResult) -> None:
         w = csv.writer(f)
         w.writerow(["image_path", "model", "rotation_matrix", "translation_vector"])
         for name, p in sorted(result.poses.items()):
-            w.writerow([name, p.model, ";".join(repr(float(x)) for x in p.R.ravel()),
-                        ";".join(repr(float(x)) for x in p.t.ravel())])
+            w.writerow([name, p.model, format_numbers(p.R), format_numbers(p.t)])
 
 
 def read_poses_csv(path: Path) -> ReconstructionResult:

@@ -8,17 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .io_utils import atomic_write_text
+from .io_utils import atomic_write_text, format_numbers
 from .reconstruct import Pose
 from .scenes import Scene
 
 HEADER = ["image_path", "dataset", "scene", "rotation_matrix", "translation_vector"]
 IDENTITY_R = np.eye(3)
 ZERO_T = np.zeros(3)
-
-
-def format_numbers(values: np.ndarray) -> str:
-    return ";".join(repr(float(v)) for v in np.asarray(values, dtype=np.float64).ravel())
 
 
 def pose_is_finite(pose: Pose) -> bool:

@@ -16,7 +16,7 @@ from typing import Iterable
 
 import numpy as np
 
-from imc.io_utils import atomic_write_text
+from imc.io_utils import atomic_write_text, format_numbers
 
 from .cameras import PinholeCamera
 
@@ -50,18 +50,14 @@ class SceneLabels:
                 "dataset": self.dataset,
                 "scene": self.scene,
                 "image_path": label.image_path,
-                "rotation_matrix": join_numbers(label.camera.R),
-                "translation_vector": join_numbers(label.camera.t),
-                "calibration_matrix": join_numbers(label.camera.K),
+                "rotation_matrix": format_numbers(label.camera.R),
+                "translation_vector": format_numbers(label.camera.t),
+                "calibration_matrix": format_numbers(label.camera.K),
                 "width": str(label.camera.width),
                 "height": str(label.camera.height),
             }
             for label in self.images
         ]
-
-
-def join_numbers(values: np.ndarray) -> str:
-    return ";".join(repr(float(v)) for v in np.asarray(values, dtype=np.float64).ravel())
 
 
 def parse_numbers(text: str, count: int, *, what: str) -> np.ndarray:

@@ -55,8 +55,10 @@ _SCENE_KEYS = {"rotation_deg", "translation_m", "gt_translation_scale"}
 
 
 def default_thresholds_path() -> Path:
-    """``configs/thresholds.yaml`` of the repository this package lives in."""
-    return Path(__file__).resolve().parents[1] / "configs" / "thresholds.yaml"
+    """``configs/thresholds.yaml`` (of the source tree, or its copy in the installed package)."""
+    from imc.config import configs_dir
+
+    return configs_dir() / "thresholds.yaml"
 
 
 def load_thresholds(path: str | Path | None = None) -> Thresholds:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from . import stages
 from .cli import setup_logging
 from .config import load_config
 from .io_utils import atomic_write_json, atomic_write_text
@@ -64,7 +65,7 @@ def bench_one(target: dict, device: str, config: str | None, overrides: list[str
                 "images_per_s": r.n_images / s["features"] if s.get("features") else None,
                 "pairs_per_s": n_pairs / s["matches"] if s.get("matches") else None,
                 "total_s": round(sum(s.values()), 2), "wall_s": round(wall, 2),
-                "resize_max": conf["features"]["resize_max"], "max_num_keypoints": conf["features"]["max_num_keypoints"],
+                "extractors": " + ".join(stages.slug(conf, e) for e in stages.extractors(conf)),
             })
         shutil.copy(result.submission, out / f"submission-{target['name']}-{device}.csv")
         return rows
@@ -73,8 +74,8 @@ def bench_one(target: dict, device: str, config: str | None, overrides: list[str
 
 
 def to_markdown(rows: list[dict]) -> str:
-    cols = ["scene", "device", "images", "pairs", "registered", "mAA", "features_s", "matches_s", "verified_s", "sfm_s",
-            "images_per_s", "pairs_per_s", "total_s", "resize_max", "max_num_keypoints"]
+    cols = ["scene", "device", "images", "pairs", "registered", "mAA", *(f"{s}_s" for s in stages.NAMES),
+            "images_per_s", "pairs_per_s", "total_s", "extractors"]
 
     def fmt(v: object) -> str:
         if v is None:

@@ -15,8 +15,9 @@ from .config import ConfigError, load_config
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("imc.cli:run_main", "photos -> submission.csv (python -m imc run --config C key=value ...)"),
-    "sweep": ("imc.sweep:main", "run a hyperparameter sweep file (configs/sweeps/*.yaml)"),
-    "viz": ("imc.viz:main", "static exports of a run: match PNGs, 3D model HTML"),
+    "stage": ("imc.cli:stage_main", "run one stage for every scene (python -m imc stage NAME --config C key=value ...)"),
+    "sweep": ("imc.sweeps.cli:main", "run a hyperparameter sweep file (configs/sweeps/*.yaml)"),
+    "viz": ("imc.viewer.export:main", "static exports of a run: match PNGs, 3D model HTML"),
     "bench": ("imc.bench:main", "per-stage seconds and throughput on a fixed scene"),
 }
 
@@ -29,7 +30,7 @@ def setup_logging(verbose: bool = False) -> None:
 def run_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m imc run", description="photos -> submission.csv")
     parser.add_argument("--config", default=None, help="YAML config (default: configs/default.yaml)")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. features.max_num_keypoints=4096")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. features.aliked.max_num_keypoints=4096")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
@@ -42,6 +43,31 @@ def run_main(argv: list[str]) -> int:
     failed = [r.name for r in result.reports if r.status == "failed"]
     if failed:
         print(f"failed scenes (identity rows written, see their log.txt): {failed}", file=sys.stderr)
+    return 0
+
+
+def stage_main(argv: list[str]) -> int:
+    from . import stages
+
+    table = "\n".join(f"  {s.name:<9} {s.doc} -> {s.output}" + (f" (reads {', '.join(s.upstream + s.reads)})" if s.upstream + s.reads else "")
+                      for s in stages.STAGES)
+    parser = argparse.ArgumentParser(
+        prog="python -m imc stage", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run one stage of the pipeline for every scene, reading its upstream stages' cached outputs "
+                    "(which must exist: run those stages first). Stages, in the order `imc run` runs them:\n" + table)
+    parser.add_argument("name", choices=stages.NAMES, help="the stage to run")
+    parser.add_argument("--config", default=None, help="YAML config (default: configs/default.yaml)")
+    parser.add_argument("--extractor", action="append", default=None,
+                        help="per-extractor stages: only this extractor (repeatable; default: features.extractors)")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. features.aliked.max_num_keypoints=4096")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_intermixed_args(argv)
+    setup_logging(args.verbose)
+    from .pipeline import run_stage_alone
+
+    conf = load_config(args.config, args.overrides)
+    for line in run_stage_alone(conf, args.name, extractors=args.extractor):
+        print(line)
     return 0
 
 

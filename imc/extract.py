@@ -1,25 +1,31 @@
-"""Stage 2: ALIKED keypoints and descriptors for every image of a scene → ``features-<fp>.h5``.
+"""Stage ``features``: one extractor's keypoints, descriptors and scores per image →
+``features-<slug>-<fp>.h5``.
 
-Resumable per image: an image already in the store with the same content hash is skipped.
-An image that cannot be read gets an empty entry with an ``error`` attribute (recorded, cached,
-retried only when its bytes change), so one bad file never stops the scene.
+Resumable per image: an image already stored with the same content hash is skipped. An image
+that this extractor cannot process gets an empty entry with an ``error`` attribute (recorded,
+cached, retried only when its bytes change): it costs only this extractor's keypoints for that
+image, never the scene.
 """
 
 from __future__ import annotations
 
 import logging
-
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .features import Extractor
+from .features import get as get_extractor
 from .h5io import ResumableH5, escape
 from .images import ImageReadError, read_image
 from .io_utils import file_sha1
 from .scenes import Scene
+
+if TYPE_CHECKING:
+    from .pipeline import SceneContext
 
 log = logging.getLogger(__name__)
 
@@ -41,54 +47,56 @@ def to_original_pixels(kpts: np.ndarray, scale: tuple[float, float]) -> np.ndarr
     return out
 
 
-@torch.inference_mode()
-def extract_one(model: torch.nn.Module, path: Path, conf: dict[str, Any], device: torch.device) -> dict[str, np.ndarray]:
-    loaded = read_image(path, resize_max=conf["resize_max"], exif_transpose=conf.get("exif_transpose", False))
-    tensor = torch.from_numpy(loaded.rgb).permute(2, 0, 1)[None].to(device=device, dtype=torch.float32) / 255.0
-    feats = model(tensor)[0]
-    kpts = feats.keypoints.float().cpu().numpy()
-    return {
-        "keypoints": to_original_pixels(kpts, loaded.scale),
-        "descriptors": feats.descriptors.float().cpu().numpy(),
-        "scores": feats.keypoint_scores.float().cpu().numpy(),
-        "image_size": np.array(loaded.original_size, dtype=np.int64),
-    }
+def extract_one(extractor: Extractor, model: Any, path: Path, conf: dict[str, Any], device: torch.device, *,
+                exif_transpose: bool = False) -> dict[str, np.ndarray]:
+    loaded = read_image(path, resize_max=conf["resize_max"], exif_transpose=exif_transpose)
+    feats = extractor.extract(model, loaded.rgb, conf, device)
+    return {"keypoints": to_original_pixels(feats.keypoints, loaded.scale),
+            "descriptors": feats.descriptors.astype(np.float32, copy=False),
+            "scores": feats.scores.astype(np.float32, copy=False),
+            "image_size": np.array(loaded.original_size, dtype=np.int64)}
 
 
-def main(conf: dict[str, Any], scene: Scene, features_path: Path, *, load_model: Callable[[], torch.nn.Module],
-         device: torch.device, sha1s: dict[str, str] | None = None, progress: bool = True) -> Path:
-    """Extract features for every image of ``scene`` into ``features_path`` (resumable).
+def main(conf: dict[str, Any], scene: Scene, features_path: Path, *, extractor: str,
+         load_model: Callable[[], Any], device: torch.device, sha1s: dict[str, str] | None = None,
+         exif_transpose: bool = False, progress: bool = True) -> Path:
+    """Extract ``extractor``'s features (``conf`` = ``features.<extractor>``) for every image of ``scene``.
 
     ``load_model`` is called only when some image needs extracting: a fully cached scene loads no network.
     """
+    adapter = get_extractor(extractor)
     store = ResumableH5(features_path)
     sha1s = sha1s or {p: image_sha1(scene.file(p)) for p in scene.image_paths}
-    todo = []
-    for image_path in scene.image_paths:
-        if not store.is_current(escape(image_path), {"image_sha1": sha1s[image_path]}):
-            todo.append(image_path)
-    log.info("features: %d/%d images to extract -> %s", len(todo), len(scene.image_paths), features_path.name)
-    dim = None
+    todo = store.pending({escape(p): {"image_sha1": sha1s[p]} for p in scene.image_paths})
+    log.info("features: %d/%d images to extract (%s) -> %s", len(todo), len(scene.image_paths), extractor,
+             features_path.name)
     model = load_model() if todo else None
-    for image_path in tqdm(todo, desc=f"features {scene.name}", unit="img", disable=not progress):
+    dim = adapter.descriptor_dim(conf)
+    by_key = {escape(p): p for p in scene.image_paths}
+    for key in tqdm(todo, desc=f"features {extractor} {scene.name}", unit="img", disable=not progress):
+        image_path = by_key[key]
         try:
-            arrays = extract_one(model, scene.file(image_path), conf, device)
+            arrays = extract_one(adapter, model, scene.file(image_path), conf, device, exif_transpose=exif_transpose)
             error = ""
-            dim = arrays["descriptors"].shape[1]
+        except torch.cuda.OutOfMemoryError:
+            raise  # a property of the device, not of the image: never cached as the image's error
         except (ImageReadError, RuntimeError, ValueError) as exc:
             # RuntimeError: e.g. a degenerate image the network cannot process; recorded, not fatal.
-            log.warning("features: %s: %s", image_path, exc)
-            d = dim or 128
-            arrays = {"keypoints": np.zeros((0, 2), np.float32), "descriptors": np.zeros((0, d), np.float32),
+            log.warning("features %s: %s: %s", extractor, image_path, exc)
+            arrays = {"keypoints": np.zeros((0, 2), np.float32), "descriptors": np.zeros((0, dim), np.float32),
                       "scores": np.zeros((0,), np.float32), "image_size": np.zeros(2, np.int64)}
             error = str(exc)
-        store.put(escape(image_path), arrays, {"image_sha1": sha1s[image_path], "error": error})
+        store.put(key, arrays, {"image_sha1": sha1s[image_path], "error": error,
+                                "num_keypoints": len(arrays["keypoints"])})
     return store.finalize()
 
 
-def load_all(features_path: Path, image_paths: list[str]) -> dict[str, dict[str, Any]]:
-    store = ResumableH5(features_path)
-    return {p: store.get(escape(p)) for p in image_paths if escape(p) in store}
+def run_stage(ctx: "SceneContext", ext: str) -> Path:
+    conf = ctx.conf["features"][ext]
+    adapter = get_extractor(ext)
+    return main(conf, ctx.scene, ctx.plan.path("features", ext), extractor=ext, device=ctx.device, sha1s=ctx.sha1s,
+                load_model=lambda: ctx.networks.get(f"extractor:{ext}", conf, adapter.load),
+                exif_transpose=ctx.conf["features"]["exif_transpose"], progress=ctx.progress)
 
 
-__all__ = ["main", "extract_one", "load_all", "image_sha1", "to_original_pixels", "MISSING_SHA1"]
+__all__ = ["main", "run_stage", "extract_one", "image_sha1", "to_original_pixels", "MISSING_SHA1"]

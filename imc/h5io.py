@@ -50,10 +50,12 @@ def _write_item(group: h5py.Group, arrays: Mapping[str, np.ndarray], attrs: Mapp
         group.attrs[name] = value
 
 
-def _read_item(group: h5py.Group) -> dict[str, Any]:
-    item: dict[str, Any] = {name: group[name][()] for name in group.keys()}
-    item.update({name: (v.decode() if isinstance(v, bytes) else v) for name, v in group.attrs.items()})
-    return item
+def _read_arrays(group: h5py.Group) -> dict[str, np.ndarray]:
+    return {name: group[name][()] for name in group.keys()}
+
+
+def _read_attrs(group: h5py.Group) -> dict[str, Any]:
+    return {name: (v.decode() if isinstance(v, bytes) else v) for name, v in group.attrs.items()}
 
 
 class ResumableH5:
@@ -63,7 +65,6 @@ class ResumableH5:
         self.path = Path(path)
         self.parts_dir = self.path.with_name(self.path.name + ".parts")
         self._index: dict[str, Path | None] | None = None  # key -> part file (None: in main file)
-        self._dropped: set[str] = set()  # main-file items discarded since the last finalize
 
     # ------------------------------------------------------------------ index
     def _scan(self) -> dict[str, Path | None]:
@@ -77,8 +78,8 @@ class ResumableH5:
                     try:
                         with h5py.File(part, "r") as f:
                             index.update({k: part for k in f.keys()})
-                    except OSError:  # unreadable part (disk full at write time): recompute it
-                        part.unlink(missing_ok=True)
+                    except OSError:  # unreadable part (disk full at write time): its item is missing,
+                        continue     # recomputed, and the part replaced (same name) or removed at finalize
             self._index = index
         return self._index
 
@@ -92,26 +93,38 @@ class ResumableH5:
         return len(self._scan())
 
     # ------------------------------------------------------------------ io
-    def get(self, key: str) -> dict[str, Any]:
+    def _location(self, key: str) -> Path:
         location = self._scan().get(key, KeyError)
         if location is KeyError:
             raise KeyError(f"{key!r} not in {self.path}")
-        with h5py.File(location if location is not None else self.path, "r") as f:
-            return _read_item(f[key])
+        return location if location is not None else self.path
 
-    def items(self) -> Iterator[tuple[str, dict[str, Any]]]:
+    def get(self, key: str) -> dict[str, np.ndarray]:
+        """The item's arrays (its attributes: :meth:`attrs`)."""
+        with h5py.File(self._location(key), "r") as f:
+            return _read_arrays(f[key])
+
+    def attrs(self, key: str) -> dict[str, Any]:
+        """The item's attributes alone (no array is read)."""
+        with h5py.File(self._location(key), "r") as f:
+            return _read_attrs(f[key])
+
+    def items(self) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
         for key in self.keys():
             yield key, self.get(key)
 
     def is_current(self, key: str, expected: Mapping[str, Any]) -> bool:
-        """True if ``key`` is stored with these attribute values (e.g. image content hashes);
-        otherwise a stale item is discarded and False returned: the caller recomputes it."""
-        if key in self:
-            attrs = self.get(key)
-            if all(attrs.get(name) == value for name, value in expected.items()):
-                return True
-            self.discard(key)
-        return False
+        """True if ``key`` is stored with these attribute values (e.g. image content hashes). Reads
+        attributes only and changes nothing: a stale item stays until :meth:`put` replaces it."""
+        if key not in self:
+            return False
+        attrs = self.attrs(key)
+        return all(attrs.get(name) == value for name, value in expected.items())
+
+    def pending(self, expected: Mapping[str, Mapping[str, Any]]) -> list[str]:
+        """The keys of ``expected`` (key -> attribute values) that are missing or stale, in order:
+        the one place where a stage decides what is still to do."""
+        return [key for key, attrs in expected.items() if not self.is_current(key, attrs)]
 
     def put(self, key: str, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any] | None = None) -> None:
         """Store one finished item durably (atomic part file)."""
@@ -126,7 +139,7 @@ class ResumableH5:
         """Fold part files into the main h5 atomically; optionally keep only ``keep`` keys."""
         index = self._scan()
         wanted = set(index) if keep is None else set(keep) & set(index)
-        if not self.parts_dir.exists() and self.path.exists() and wanted == set(index) and not self._dropped:
+        if not self.parts_dir.exists() and self.path.exists() and wanted == set(index):
             return self.path
         with atomic_path(self.path) as tmp:
             with h5py.File(tmp, "w") as out:
@@ -144,19 +157,7 @@ class ResumableH5:
                         main.close()
         remove_path(self.parts_dir)
         self._index = {k: None for k in wanted}
-        self._dropped.clear()
         return self.path
-
-    def discard(self, key: str) -> None:
-        """Forget one item (stale). Parts are deleted; main-file items are dropped at finalize."""
-        index = self._scan()
-        if key not in index:
-            return
-        location = index.pop(key)
-        if location is None:
-            self._dropped.add(key)
-        else:
-            location.unlink(missing_ok=True)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -183,13 +184,15 @@ def clean_stale_tmp(directory: Path) -> None:
 
 
 # ---------------------------------------------------------------------- readers
-def read_features(path: str | os.PathLike, image_path: str) -> dict[str, Any]:
-    """keypoints (N,2) float32 in original-image pixels, descriptors (N,D), scores (N,), image_size [W,H]."""
+def read_features(path: str | os.PathLike, image_path: str) -> dict[str, np.ndarray]:
+    """keypoints (N,2) float32 in original-image pixels, image_size [W,H]; in a features file also
+    descriptors (N,D) and scores (N,); in a fused file the extractor index of each keypoint."""
     return ResumableH5(path).get(escape(image_path))
 
 
-def read_matches(path: str | os.PathLike, image_path0: str, image_path1: str) -> dict[str, Any]:
-    """matches (M,2) int32 indices into image0/image1 keypoints, scores (M,); for verified files also F."""
+def read_matches(path: str | os.PathLike, image_path0: str, image_path1: str) -> dict[str, np.ndarray]:
+    """matches (M,2) int32 indices into image0/image1 keypoints; raw matches also scores (M,); verified
+    ones F."""
     store = ResumableH5(path)
     key = pair_key(image_path0, image_path1)
     if key in store:

@@ -74,6 +74,21 @@ def format_numbers(values: Any) -> str:
     return ";".join(repr(float(v)) for v in np.asarray(values, dtype=np.float64).ravel())
 
 
+def parse_numbers(text: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """The inverse of :func:`format_numbers` (also accepts spaces as separators): the one decoder of
+    the ``;``-separated pose strings. ``ValueError`` names the text when it does not fit ``shape``."""
+    parts = [p for p in str(text).replace(" ", ";").split(";") if p.strip()]
+    try:
+        values = np.array([float(p) for p in parts], dtype=np.float64)
+    except ValueError:
+        raise ValueError(f"not a ';'-separated list of numbers: {text!r}") from None
+    if shape is not None:
+        if values.size != int(np.prod(shape)):
+            raise ValueError(f"expected {int(np.prod(shape))} numbers, got {values.size}: {text!r}")
+        values = values.reshape(shape)
+    return values
+
+
 def fingerprint(obj: Any, length: int = 12) -> str:
     """Stable short hash of a JSON-serialisable object (dict key order does not matter)."""
     blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)

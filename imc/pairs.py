@@ -1,4 +1,4 @@
-"""Stage 1: which image pairs to match → ``pairs-<fp>.txt`` (``image_path0<TAB>image_path1``).
+"""Stage ``pairs``: which image pairs to match → ``pairs-<fp>.txt`` (``image_path0<TAB>image_path1``).
 
 Exhaustive up to ``pairs.exhaustive_max_images`` images; above, global-descriptor retrieval:
 top-k ∪ similarity ≥ threshold, topped up so every image has at least ``min_pairs_per_image``
@@ -10,11 +10,14 @@ from __future__ import annotations
 import logging
 from itertools import combinations
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 
 from .io_utils import atomic_write_text
+
+if TYPE_CHECKING:
+    from .pipeline import SceneContext
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +74,7 @@ def write_pairs(path: Path, pairs: list[tuple[str, str]]) -> Path:
 
 
 def main(conf: dict[str, Any], names: list[str], pairs_path: Path, *,
-         global_descriptors: "callable | None" = None) -> Path:
+         global_descriptors: Callable[[list[str]], np.ndarray] | None = None) -> Path:
     """Write the pair list for ``names`` (the images that have features).
 
     ``global_descriptors(names) -> (N, D)`` is only called for retrieval (large scenes).
@@ -93,3 +96,21 @@ def main(conf: dict[str, Any], names: list[str], pairs_path: Path, *,
     pairs = canonical(pairs, order)
     log.info("pairs: %d images -> %d pairs, %s", len(names), len(pairs), how)
     return write_pairs(pairs_path, pairs)
+
+
+def run_stage(ctx: "SceneContext", ext: str | None = None) -> Path:
+    """Pairs over every listed image, not only those with features: the pairs cache is keyed by the
+    images' contents and ``pairs.*`` only (pairs with an image without keypoints are skipped later)."""
+    from . import retrieval
+    from .features.aliked import load_network
+
+    conf = ctx.conf["pairs"]
+    names = ctx.scene.image_paths
+    describe = None
+    if len(names) > conf["exhaustive_max_images"]:
+        r = conf["retrieval"]
+        # Only ALIKED's dense feature map is used: the keypoint settings do not matter.
+        net = lambda: ctx.networks.get("retrieval:aliked", r["aliked_model"],  # noqa: E731
+                                       lambda model, **kw: load_network(model, **kw))
+        describe = retrieval.make_descriptor_fn(r, ctx.scene.file, aliked=net, device=ctx.device)
+    return main(conf, names, ctx.plan.path("pairs"), global_descriptors=describe)

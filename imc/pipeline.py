@@ -1,4 +1,5 @@
-"""Chains the stages for every scene; writes the CSV after each scene, reports, summary table."""
+"""Runs every scene through the stage table (``imc.stages``); writes the CSV after each scene,
+reports and the summary."""
 
 from __future__ import annotations
 
@@ -9,24 +10,22 @@ import time
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
-from . import extract, fingerprints, match, pairs, reconstruct, retrieval, submission, verify
-from .config import ConfigError, apply_overrides, dump_config, read_yaml
+from . import csv_writer, stages
+from .budget import Budget
+from .config import ConfigError, apply_overrides, dump_config, read_yaml, validate
+from .extract import image_sha1
+from .fuse import read_images
 from .h5io import clean_stale_tmp
 from .io_utils import atomic_write_json, atomic_write_text, file_lock
-from .models import load_aliked, load_lightglue, pick_device
-from .reconstruct import Pose
+from .networks import Networks, pick_device
+from .reconstruct import Pose, read_poses_csv
 from .scenes import Scene, discover_scenes
 
 log = logging.getLogger("imc")
-
-# Each stage's output in <cache_dir>/<dataset>/<scene>/, named by its fingerprint.
-STAGE_FILES = {"pairs": "pairs-{}.txt", "features": "features-{}.h5", "matches": "matches-{}.h5",
-               "verified": "verified-{}.h5", "sfm": "sfm-{}"}
-STAGES = tuple(STAGE_FILES)
 
 
 @dataclass(kw_only=True)
@@ -40,8 +39,8 @@ class SceneReport:
     status: str = "pending"  # ok | failed | empty | skipped_budget
     error: str | None = None
     fallbacks: list[dict[str, str]] = field(default_factory=list)
-    seconds: dict[str, float] = field(default_factory=dict)
-    paths: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)  # stage name -> seconds
+    paths: dict[str, str] = field(default_factory=dict)  # output key (stages.key) -> path
     fingerprints: dict[str, str] = field(default_factory=dict)
     overrides: list[str] = field(default_factory=list)
 
@@ -50,37 +49,39 @@ class SceneReport:
         return f"{self.dataset}/{self.scene}"
 
 
-class Models:
-    """Loads each network once per run, on first use."""
+@dataclass(kw_only=True)
+class SceneContext:
+    """What a stage's ``run_stage`` needs: the config, the scene, where its outputs go, the networks."""
 
-    def __init__(self, conf: dict[str, Any], device: torch.device):
-        self.conf, self.device = conf, device
-        self._cache: dict[str, torch.nn.Module] = {}
-
-    def get(self, kind: str, sub_conf: dict[str, Any]) -> torch.nn.Module:
-        key = f"{kind}:{json.dumps(sub_conf, sort_keys=True)}"
-        if key not in self._cache:
-            loader = {"aliked": load_aliked, "lightglue": load_lightglue}[kind]
-            self._cache[key] = loader(sub_conf, weights_dir=self.conf.get("weights_dir"), device=self.device)
-        return self._cache[key]
-
-
-def stage_paths(scene_dir: Path, fp: fingerprints.StageFingerprints) -> dict[str, Path]:
-    """stage -> its output path under ``scene_dir`` (``<cache_dir>/<dataset>/<scene>``)."""
-    return {stage: scene_dir / name.format(getattr(fp, stage)) for stage, name in STAGE_FILES.items()}
+    conf: dict[str, Any]
+    scene: Scene
+    plan: stages.ScenePlan
+    sha1s: dict[str, str]
+    networks: Networks
+    device: torch.device
+    progress: bool = True
+    budget_cap_s: float | None = None
 
 
-def check_stage_config(path: Path, stage_conf: dict[str, Any]) -> None:
-    """Save the config beside a cache; refuse to reuse a cache whose saved config differs."""
-    sidecar = path.with_name(path.name + ".config.json")
-    blob = json.loads(json.dumps(stage_conf, sort_keys=True, default=str))
-    if sidecar.exists():
-        saved = json.loads(sidecar.read_text())
-        if saved != blob:
-            raise ConfigError(f"cache {path} was produced by a different config (fingerprint collision or a "
-                              f"hand-edited cache); delete it. saved={saved} now={blob}")
-    else:
-        atomic_write_json(sidecar, blob)
+def scene_context(conf: dict[str, Any], scene: Scene, networks: Networks, device: torch.device, *,
+                  budget_cap_s: float | None = None) -> SceneContext:
+    sha1s = {p: image_sha1(scene.file(p)) for p in scene.image_paths}
+    scene_dir = Path(conf["cache_dir"]) / scene.dataset / scene.scene
+    plan = stages.plan(conf, scene_dir, sha1s)
+    scene_dir.mkdir(parents=True, exist_ok=True)
+    clean_stale_tmp(scene_dir)
+    stages.write_sidecars(conf, plan)
+    return SceneContext(conf=conf, scene=scene, plan=plan, sha1s=sha1s, networks=networks, device=device,
+                        progress=bool(conf.get("progress", True)), budget_cap_s=budget_cap_s)
+
+
+def run_one(ctx: SceneContext, stage: stages.Stage, ext: str | None) -> tuple[Path, float]:
+    """One stage output, under its inter-process lock (runs sharing a cache take turns); seconds."""
+    t0 = time.perf_counter()
+    path = ctx.plan.path(stage.name, ext)
+    with file_lock(path):
+        stage.load().run_stage(ctx, ext)
+    return path, time.perf_counter() - t0
 
 
 @dataclass
@@ -110,76 +111,47 @@ class _SceneLog:
         self.handler.close()
 
 
-def process_scene(conf: dict[str, Any], scene: Scene, models: Models, device: torch.device,
-                  report: SceneReport) -> dict[str, Pose]:
-    progress = bool(conf.get("progress", True))
-    sha1s = {p: extract.image_sha1(scene.file(p)) for p in scene.image_paths}
-    fp = fingerprints.compute(conf, sha1s)
-    scene_dir = Path(conf["cache_dir"]) / scene.dataset / scene.scene
-    out = stage_paths(scene_dir, fp)
-    scene_dir.mkdir(parents=True, exist_ok=True)
-    clean_stale_tmp(scene_dir)
-    stage_confs = fingerprints.stage_configs(conf)
-    for stage in STAGES:
-        check_stage_config(out[stage], stage_confs[stage])
-    report.fingerprints = fp.as_dict()
-    report.paths = {stage: str(out[stage]) for stage in STAGES}
-
-    def timed(stage: str, fn: Callable[[], Any]) -> Any:
-        t0 = time.perf_counter()
-        with file_lock(out[stage]):  # runs sharing this cache take turns per stage output
-            value = fn()
-        report.seconds[stage] = round(report.seconds.get(stage, 0.0) + time.perf_counter() - t0, 3)
-        return value
-
-    if not scene.image_paths:
+def process_scene(ctx: SceneContext, report: SceneReport) -> dict[str, Pose]:
+    """The scene's recipe: every stage of the table in order, then the report from their files."""
+    report.fingerprints = dict(ctx.plan.fingerprints)
+    report.paths = {k: str(p) for k, p in ctx.plan.paths.items()}
+    if not ctx.scene.image_paths:
         report.status = "empty"
-        log.warning("scene %s lists no images", scene.name)
+        log.warning("scene %s lists no images", ctx.scene.name)
         return {}
-    timed("features", lambda: extract.main(conf["features"], scene, out["features"], device=device, sha1s=sha1s,
-                                           load_model=lambda: models.get("aliked", conf["features"]), progress=progress))
-    features = extract.load_all(out["features"], scene.image_paths)
-    usable = [p for p in scene.image_paths if p in features and len(features[p]["keypoints"]) > 0]
-    for p in scene.image_paths:
+    for stage in stages.STAGES:
+        for ext in (stages.extractors(ctx.conf) if stage.per_extractor else [None]):
+            _, seconds = run_one(ctx, stage, ext)
+            report.seconds[stage.name] = round(report.seconds.get(stage.name, 0.0) + seconds, 3)
+    return collect_report(ctx, report)
+
+
+def collect_report(ctx: SceneContext, report: SceneReport) -> dict[str, Pose]:
+    """Registered counts and, per image, why it has no pose (from the stage outputs)."""
+    images = read_images(ctx.plan.path("fuse"))
+    usable = [p for p in ctx.scene.image_paths if p in images and images[p]["num_keypoints"] > 0]
+    for p in ctx.scene.image_paths:
+        errors = images.get(p, {}).get("errors", {})
         if p not in usable:
-            reason = (features.get(p, {}).get("error") or "no keypoints detected")
+            reason = "; ".join(errors.values()) or "no keypoints detected"
             report.fallbacks.append({"image_path": p, "reason": f"features: {reason}"})
-    features = {p: features[p] for p in usable}
+        elif errors:  # some extractors failed, the others' keypoints are used
+            for ext, error in errors.items():
+                report.fallbacks.append({"image_path": p, "reason": f"features {ext}: {error} (the other extractors' "
+                                                                    "keypoints are used)"})
+    report.status = "ok"
     if len(usable) < 2:
-        report.status = "ok"
         reason = f"scene has {len(usable)} usable image(s): nothing to reconstruct"
         report.fallbacks += [{"image_path": p, "reason": f"{reason}: identity/zero written"} for p in usable]
-        log.warning("scene %s: %s", scene.name, reason)
+        log.warning("scene %s: %s", ctx.scene.name, reason)
         return {}
-
-    retrieval_conf = conf["pairs"]["retrieval"]
-    # The retrieval network is configured under pairs.retrieval (so it is part of the pairs fingerprint);
-    # only its dense feature map is used, the keypoint settings are irrelevant.
-    retrieval_net_conf = {**conf["features"], "model": retrieval_conf.get("aliked_model", "aliked-n16")}
-    aliked_for_retrieval = lambda: models.get("aliked", retrieval_net_conf)  # noqa: E731
-    # Pairs over every listed image, not only the usable ones: the pairs cache is keyed by the images'
-    # contents and pairs.* only, so its content must not depend on the features config (pairs with an
-    # image that has no features are skipped by the later stages).
-    describe = retrieval.make_descriptor_fn(retrieval_conf, scene.file, aliked=aliked_for_retrieval, device=device) \
-        if len(scene.image_paths) > conf["pairs"]["exhaustive_max_images"] else None
-    timed("pairs", lambda: pairs.main(conf["pairs"], scene.image_paths, out["pairs"], global_descriptors=describe))
-    pair_list = pairs.read_pairs(out["pairs"])
-    timed("matches", lambda: match.main(conf["matching"], out["pairs"], features, out["matches"], device=device,
-                                        load_model=lambda: models.get("lightglue", conf["matching"]), progress=progress,
-                                        desc=f"matches {scene.name}"))
-    timed("verified", lambda: verify.main(conf["verification"], out["matches"], features, out["verified"], pairs=pair_list,
-                                          min_matches=conf["matching"]["min_matches"], seed=int(conf["seed"]),
-                                          progress=progress, desc=f"verify {scene.name}"))
-    timed("sfm", lambda: reconstruct.main(conf["sfm"], features, out["verified"], scene.root, out["sfm"], pairs=pair_list,
-                                          seed=int(conf["seed"]), progress=progress, desc=f"mapping {scene.name}"))
-    result = reconstruct.read_poses_csv(out["sfm"] / "poses.csv")
+    result = read_poses_csv(ctx.plan.path("sfm") / "poses.csv")
     report.n_registered = result.n_registered
     report.n_models = result.n_models
     report.model_sizes = result.model_sizes
-    for p in scene.image_paths:
-        if p in features and p not in result.poses:
+    for p in usable:
+        if p not in result.poses:
             report.fallbacks.append({"image_path": p, "reason": "not registered by the mapper: identity/zero written"})
-    report.status = "ok"
     return result.poses
 
 
@@ -214,12 +186,6 @@ def prepare_output(conf: dict[str, Any]) -> Path:
     return output
 
 
-def order_scenes(scenes: list[Scene], how: str) -> list[Scene]:
-    if how == "largest_first":  # the expensive ones first, cheap ones can still run on a fallback budget
-        return sorted(scenes, key=lambda s: -len(s.image_paths))
-    return list(scenes)
-
-
 @dataclass(kw_only=True)
 class RunResult:
     output: Path
@@ -228,49 +194,48 @@ class RunResult:
     seconds: float
 
 
-def run(conf: dict[str, Any]) -> RunResult:
-    t_start = time.perf_counter()
-    output = prepare_output(conf)
-    scenes = discover_scenes(root=conf["data"]["root"], sample_submission=conf["data"].get("sample_submission"),
-                             only=conf["data"].get("scenes") or None)
+def setup_torch(conf: dict[str, Any]) -> torch.device:
     device = pick_device(conf.get("device", "auto"))
     torch.manual_seed(int(conf["seed"]))
     if conf.get("torch_threads"):
         torch.set_num_threads(int(conf["torch_threads"]))
-    models = Models(conf, device)
-    budget = conf.get("budget") or {}
-    budget_s = budget.get("seconds")
+    return device
+
+
+def run(conf: dict[str, Any]) -> RunResult:
+    conf = validate(conf)
+    budget = Budget(conf=conf["budget"])
+    output = prepare_output(conf)
+    scenes = discover_scenes(root=conf["data"]["root"], sample_submission=conf["data"].get("sample_submission"),
+                             only=conf["data"].get("scenes") or None)
+    device = setup_torch(conf)
+    networks = Networks(weights_dir=conf.get("weights_dir"), device=device)
     poses_by_scene: dict[str, dict[str, Pose]] = {}
     reports: list[SceneReport] = []
     csv_path = output / "submission.csv"
-    submission.main(scenes, poses_by_scene, csv_path)  # complete from the start: placeholders everywhere
+    csv_writer.main(scenes, poses_by_scene, csv_path)  # complete from the start: placeholders everywhere
     log.info("run: %d scene(s), %d image(s), device %s -> %s", len(scenes),
              sum(len(s.image_paths) for s in scenes), device, output)
-    for scene in order_scenes(scenes, budget.get("order", "listed")):
+    for scene in budget.order(scenes):
         report = SceneReport(dataset=scene.dataset, scene=scene.scene, n_images=len(scene.image_paths))
+        plan = budget.for_scene()
+        if plan.skip_reason:
+            report.status, report.error = "skipped_budget", plan.skip_reason
+            log.warning("scene %s skipped: %s", scene.name, report.error)
+            reports.append(report)
+            _write_report(output, report)
+            continue
         scene_conf = conf
-        elapsed = time.perf_counter() - t_start
-        if budget_s is not None:
-            left = budget_s - elapsed
-            if left <= 0:
-                report.status = "skipped_budget"
-                report.error = f"time budget of {budget_s:.0f} s used up before this scene"
-                log.warning("scene %s skipped: %s", scene.name, report.error)
-                reports.append(report)
-                _write_report(output, report)
-                continue
-            if left < budget.get("fallback_when_left_fraction", 0.25) * budget_s and budget.get("fallback_overrides"):
-                report.overrides = list(budget["fallback_overrides"])
-                scene_conf = apply_overrides(conf, report.overrides)
-                log.warning("scene %s: %.0f s left of the budget, using fallback %s", scene.name, left, report.overrides)
-            cap = max(1, int(left))  # the time left, or the configured cap when that is smaller
-            configured = scene_conf["sfm"].get("max_runtime_seconds")
-            cap = min(cap, int(configured)) if configured else cap
-            scene_conf = apply_overrides(scene_conf, [f"sfm.max_runtime_seconds={cap}"])
+        if plan.overrides:
+            report.overrides = plan.overrides
+            scene_conf = validate(apply_overrides(conf, plan.overrides))
+            log.warning("scene %s: %.0f s left of the budget, using fallback %s", scene.name, budget.left(),
+                        plan.overrides)
         with _SceneLog(output / "scenes" / scene.dataset / scene.scene / "log.txt"):
             log.info("scene %s: %d images", scene.name, len(scene.image_paths))
             try:
-                poses_by_scene[scene.name] = process_scene(scene_conf, scene, models, device, report)
+                ctx = scene_context(scene_conf, scene, networks, device, budget_cap_s=plan.cap_s)
+                poses_by_scene[scene.name] = process_scene(ctx, report)
             except Exception as exc:  # one scene's failure never costs the others their rows
                 report.status = "failed"
                 report.error = f"{type(exc).__name__}: {exc}"
@@ -279,12 +244,39 @@ def run(conf: dict[str, Any]) -> RunResult:
                      report.n_registered, report.n_images, report.n_models, report.seconds)
         reports.append(report)
         _write_report(output, report)
-        submission.main(scenes, poses_by_scene, csv_path)
-    seconds = time.perf_counter() - t_start
+        csv_writer.main(scenes, poses_by_scene, csv_path)
+    seconds = time.perf_counter() - budget.t_start
     atomic_write_json(output / "summary.json", {
         "scenes": [asdict(r) for r in reports], "seconds": round(seconds, 2), "versions": versions(),
         "device": str(device), "submission": str(csv_path)})
     return RunResult(output=output, submission=csv_path, reports=reports, seconds=seconds)
+
+
+def run_stage_alone(conf: dict[str, Any], name: str, *, extractors: list[str] | None = None) -> list[str]:
+    """``python -m imc stage NAME``: that stage for every scene, from its upstream stages' outputs."""
+    conf = validate(conf)
+    stage = stages.stage(name)
+    exts = stages.extractors(conf)
+    unknown = sorted(set(extractors or []) - set(exts))
+    if unknown:
+        raise ConfigError(f"--extractor {unknown} not in features.extractors {exts}")
+    scenes = discover_scenes(root=conf["data"]["root"], sample_submission=conf["data"].get("sample_submission"),
+                             only=conf["data"].get("scenes") or None)
+    device = setup_torch(conf)
+    networks = Networks(weights_dir=conf.get("weights_dir"), device=device)
+    lines = []
+    for scene in scenes:
+        ctx = scene_context(conf, scene, networks, device)
+        for ext in ((extractors or exts) if stage.per_extractor else [None]):
+            for up in stage.upstream + stage.reads:
+                for up_ext in ([ext] if ext else exts) if stages.BY_NAME[up].per_extractor else [None]:
+                    if not ctx.plan.path(up, up_ext).exists():
+                        raise ConfigError(f"scene {scene.name}: stage {name!r} needs the output of {up!r}"
+                                          f"{f' ({up_ext})' if up_ext else ''}, {ctx.plan.path(up, up_ext)}, which "
+                                          f"does not exist: run `python -m imc stage {up}` with the same config first")
+            path, seconds = run_one(ctx, stage, ext)
+            lines.append(f"{scene.name}: {stages.key(name, ext)} -> {path} ({seconds:.1f} s)")
+    return lines
 
 
 def _write_report(output: Path, report: SceneReport) -> None:
@@ -292,14 +284,14 @@ def _write_report(output: Path, report: SceneReport) -> None:
 
 
 def summary_table(reports: list[SceneReport]) -> str:
-    cols = ["scene", "images", "registered", "models", "status"] + [f"{s}_s" for s in STAGES]
+    cols = ["scene", "images", "registered", "models", "status"] + [f"{s}_s" for s in stages.NAMES]
     rows = []
     for r in reports:
         rows.append([r.name, str(r.n_images), str(r.n_registered), str(r.n_models), r.status]
-                    + [f"{r.seconds[s]:.1f}" if s in r.seconds else "-" for s in STAGES])
+                    + [f"{r.seconds[s]:.1f}" if s in r.seconds else "-" for s in stages.NAMES])
     total = ["TOTAL", str(sum(r.n_images for r in reports)), str(sum(r.n_registered for r in reports)),
              str(sum(r.n_models for r in reports)), ""] + [
-        f"{sum(r.seconds.get(s, 0.0) for r in reports):.1f}" for s in STAGES]
+        f"{sum(r.seconds.get(s, 0.0) for r in reports):.1f}" for s in stages.NAMES]
     rows.append(total)
     widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(cols)]
     line = lambda vals: "  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(vals, widths)))  # noqa: E731

@@ -1,9 +1,10 @@
-"""Stage 4: RANSAC geometric verification of the matches → ``verified-<fp>.h5``.
+"""Stage ``verified``: RANSAC geometric verification of the fused matches → ``verified-<fp>.h5``.
 
 Methods (``verification.method``): ``pycolmap`` (COLMAP's two-view geometry: E/F/H with
-configuration), ``opencv_magsac`` (fundamental matrix, USAC MAGSAC++), ``none`` (all matches
-kept as inliers of an UNCALIBRATED geometry). Pairs with fewer than ``matching.min_matches``
-raw matches or ``verification.min_inliers`` inliers are stored empty (DEGENERATE).
+configuration, with the cameras of ``cameras:``, the same as mapping), ``opencv_magsac``
+(fundamental matrix, USAC MAGSAC++), ``none`` (all matches kept as inliers of an UNCALIBRATED
+geometry). Pairs with fewer than ``verification.min_matches`` raw matches or
+``verification.min_inliers`` inliers are stored empty (DEGENERATE).
 """
 
 from __future__ import annotations
@@ -12,14 +13,19 @@ import enum
 import logging
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 import pycolmap
 from tqdm.auto import tqdm
 
+from .fuse import read_images
 from .h5io import ResumableH5, pair_key
+from .pairs import read_pairs
+
+if TYPE_CHECKING:
+    from .pipeline import SceneContext
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +38,7 @@ class VerificationMethod(str, enum.Enum):
     NONE = "none"
 
 
-def prior_camera(image_size: np.ndarray, focal_factor: float = 1.2, model: str = "SIMPLE_RADIAL") -> pycolmap.Camera:
+def prior_camera(image_size: np.ndarray, focal_factor: float, model: str) -> pycolmap.Camera:
     """A camera with the usual focal prior ``focal_factor * max(W, H)``, principal point at the centre."""
     w, h = int(image_size[0]), int(image_size[1])
     camera = pycolmap.Camera.create_from_model_name(0, model, focal_factor * max(w, h), w, h)
@@ -41,7 +47,7 @@ def prior_camera(image_size: np.ndarray, focal_factor: float = 1.2, model: str =
 
 
 def verify_pair(conf: dict[str, Any], f0: dict[str, Any], f1: dict[str, Any], matches: np.ndarray, *,
-                seed: int = 0) -> dict[str, Any]:
+                cameras: dict[str, Any], seed: int = 0) -> dict[str, Any]:
     """``seed`` seeds COLMAP's RANSAC for this call alone: a pair's result does not depend on which pairs
     were verified before it in the process (a resumed run equals an uninterrupted one)."""
     method = VerificationMethod(conf["method"])
@@ -69,7 +75,8 @@ def verify_pair(conf: dict[str, Any], f0: dict[str, Any], f1: dict[str, Any], ma
     options.ransac.random_seed = seed  # -1 (COLMAP's default) continues one process-wide random sequence
     options.min_num_inliers = conf["min_inliers"]
     geom = pycolmap.estimate_two_view_geometry(
-        prior_camera(f0["image_size"]), k0, prior_camera(f1["image_size"]), k1,
+        prior_camera(f0["image_size"], cameras["focal_prior_factor"], cameras["model"]), k0,
+        prior_camera(f1["image_size"], cameras["focal_prior_factor"], cameras["model"]), k1,
         matches.astype(np.uint32), options)
     inliers = np.asarray(geom.inlier_matches, dtype=np.int32).reshape(-1, 2)
     config = geom.config
@@ -85,28 +92,34 @@ def pair_seed(seed: int, key: str) -> int:
     return (seed * 1_000_003 + zlib.crc32(key.encode())) % 2**31
 
 
-def main(conf: dict[str, Any], matches_path: Path, features: dict[str, dict[str, Any]], verified_path: Path, *,
-         pairs: list[tuple[str, str]], min_matches: int, seed: int = 0, progress: bool = True,
-         desc: str = "verify") -> Path:
-    """Verify every listed pair that has matches (resumable per pair)."""
-    matches_store = ResumableH5(matches_path)
+def main(conf: dict[str, Any], fused_path: Path, pairs_path: Path, verified_path: Path, *, cameras: dict[str, Any],
+         seed: int = 0, progress: bool = True, desc: str = "verify") -> Path:
+    """Verify every listed pair that has fused matches (resumable per pair)."""
+    fused = ResumableH5(fused_path)
+    images = read_images(fused_path)
     store = ResumableH5(verified_path)
-    todo = []
-    for a, b in pairs:
+    expected = {}
+    for a, b in read_pairs(pairs_path):
         key = pair_key(a, b)
-        if a not in features or b not in features or key not in matches_store:
-            continue
-        sha = {"image_sha1_0": features[a]["image_sha1"], "image_sha1_1": features[b]["image_sha1"]}
-        if not store.is_current(key, sha):
-            todo.append((key, a, b, sha))
+        if a in images and b in images and key in fused:
+            expected[key] = {"image_sha1_0": images[a]["image_sha1"], "image_sha1_1": images[b]["image_sha1"]}
+    todo = store.pending(expected)
     log.info("verify: %d pairs to verify (%s) -> %s", len(todo), conf["method"], verified_path.name)
-    for key, a, b, sha in tqdm(todo, desc=desc, unit="pair", disable=not progress):
-        raw = matches_store.get(key)["matches"]
-        if len(raw) >= min_matches:
-            result = verify_pair(conf, features[a], features[b], raw, seed=pair_seed(seed, key))
+    names = {key: (a, b) for a, b in read_pairs(pairs_path) for key in [pair_key(a, b)]}
+    for key in tqdm(todo, desc=desc, unit="pair", disable=not progress):
+        a, b = names[key]
+        raw = fused.get(key)["matches"]
+        if len(raw) >= conf["min_matches"]:
+            result = verify_pair(conf, images[a], images[b], raw, cameras=cameras, seed=pair_seed(seed, key))
         else:
             result = {"inliers": np.zeros((0, 2), np.int32), "config": int(TwoViewConfig.DEGENERATE),
                       "F": np.zeros((3, 3))}
         store.put(key, {"matches": result["inliers"], "F": result["F"]},
-                  {"config": result["config"], "num_raw": len(raw), **sha})
+                  {"config": result["config"], "num_raw": len(raw), **expected[key]})
     return store.finalize()
+
+
+def run_stage(ctx: "SceneContext", ext: str | None = None) -> Path:
+    return main(ctx.conf["verification"], ctx.plan.path("fuse"), ctx.plan.path("pairs"), ctx.plan.path("verified"),
+                cameras=ctx.conf["cameras"], seed=int(ctx.conf["seed"]), progress=ctx.progress,
+                desc=f"verify {ctx.scene.name}")

@@ -42,8 +42,8 @@ from .wheels import (BUNDLED_WHEELS, KAGGLE_PLATFORM, KAGGLE_PYTHON_VERSION, PLA
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = Path(__file__).resolve().parent / "build"
 # What the project wheel is built from (copied to a scratch folder: no build/ or egg-info in the repo).
-PROJECT_SOURCES = ("pyproject.toml", "README.md", "LICENSE", "imc", "eval")
-# imc.models.ALIKED_VARIANTS + the LightGlue matcher for ALIKED (not imported here: that loads torch).
+PROJECT_SOURCES = ("pyproject.toml", "setup.py", "README.md", "LICENSE", "imc", "eval", "configs")
+# imc.features.aliked.VARIANTS + the LightGlue matcher for ALIKED (not imported here: that loads torch).
 WEIGHT_FILES = ("aliked-n16.pth", "aliked-n16rot.pth", "aliked-n32.pth", "aliked-t16.pth", "aliked_lightglue.pth")
 
 

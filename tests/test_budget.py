@@ -34,8 +34,12 @@ def read_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def stage_config(report, stage: str) -> dict:
-    return json.loads(Path(report.paths[stage] + ".config.json").read_text())
+def stage_config(report, output_key: str) -> dict:
+    return json.loads(Path(report.paths[output_key] + ".config.json").read_text())
+
+
+def run_info(report) -> dict:
+    return json.loads((Path(report.paths["sfm"]) / "run.json").read_text())
 
 
 def test_used_up_budget_skips_the_remaining_scene_with_identity_rows(tmp_path, two_scene_root):
@@ -54,21 +58,25 @@ def test_used_up_budget_skips_the_remaining_scene_with_identity_rows(tmp_path, t
     small = [r for r in rows if r["scene"] == "small"]
     assert len(small) == 1
     assert all(r["rotation_matrix"] == IDENTITY_R and r["translation_vector"] == "0.0;0.0;0.0" for r in small)
-    # the mapper of the scene that ran was capped by the 1 s budget (it may register nothing in 1 s)
-    assert stage_config(reports["big"], "sfm")["sfm"]["max_runtime_seconds"] == 1
+    # the mapper of the scene that ran was capped by the 1 s budget (it may register nothing in 1 s), and the
+    # cap is recorded beside the model, never in the config or the fingerprint (its caches stay reusable)
+    assert stage_config(reports["big"], "sfm")["sfm"]["max_runtime_seconds"] is None
+    assert run_info(reports["big"])["cap_s"] == 1
+    unbudgeted = run(load_config(None, tiny_overrides(two_scene_root, tmp_path) + [f"output={tmp_path / 'free'}"]))
+    assert {r.scene: r.fingerprints for r in unbudgeted.reports}["big"] == reports["big"].fingerprints
 
 
 def test_short_budget_applies_fallback_overrides(tmp_path, two_scene_root):
     overrides = tiny_overrides(two_scene_root, tmp_path) + [
         "data.scenes=[urban/small]", "budget.seconds=3600", "budget.fallback_when_left_fraction=1.0",
-        "budget.fallback_overrides=[features.max_num_keypoints=128]", "sfm.max_runtime_seconds=20"]
+        "budget.fallback_overrides=[features.aliked.max_num_keypoints=128]", "sfm.max_runtime_seconds=20"]
     result = run(load_config(None, overrides))
     (report,) = result.reports
-    assert report.overrides == ["features.max_num_keypoints=128"]
+    assert report.overrides == ["features.aliked.max_num_keypoints=128"]
     assert report.status == "ok"
-    assert stage_config(report, "features")["features"]["max_num_keypoints"] == 128  # the fallback ran
+    assert stage_config(report, "features:aliked")["features.aliked"]["max_num_keypoints"] == 128  # the fallback ran
     # the configured 20 s cap is kept: the time left (about 3600 s) is larger
-    assert stage_config(report, "sfm")["sfm"]["max_runtime_seconds"] == 20
+    assert stage_config(report, "sfm")["sfm"]["max_runtime_seconds"] == 20 and run_info(report)["cap_s"] == 20
     assert len(read_rows(result.submission)) == 1
 
 
@@ -76,4 +84,4 @@ def test_no_budget_no_overrides(tmp_path, two_scene_root):
     result = run(load_config(None, tiny_overrides(two_scene_root, tmp_path) + ["data.scenes=[urban/small]"]))
     (report,) = result.reports
     assert report.overrides == [] and report.status == "ok"
-    assert stage_config(report, "sfm")["sfm"]["max_runtime_seconds"] is None
+    assert stage_config(report, "sfm")["sfm"]["max_runtime_seconds"] is None and run_info(report)["cap_s"] is None

@@ -25,8 +25,9 @@ def test_round_trip_and_finalize(tmp_path):
     assert path.exists() and not store.parts_dir.exists()
     item = read_features(path, "s/images/a.jpg")
     np.testing.assert_array_equal(item["keypoints"], kp)
-    assert item["image_sha1"] == "aaa"
-    assert list(item["image_size"]) == [640, 480]
+    assert set(item) == {"keypoints", "descriptors"}  # arrays only: attributes are read apart
+    attrs = ResumableH5(path).attrs(escape("s/images/a.jpg"))
+    assert attrs["image_sha1"] == "aaa" and list(attrs["image_size"]) == [640, 480]
     with h5py.File(path) as f:
         assert list(f.keys()) == [escape("s/images/a.jpg")]
 
@@ -47,23 +48,24 @@ def test_resume_keeps_finished_items_and_ignores_tmp(tmp_path):
     assert len(ResumableH5(path)) == 2
 
 
-def test_corrupt_part_is_dropped_not_fatal(tmp_path):
+def test_corrupt_part_is_skipped_not_fatal_and_reading_deletes_nothing(tmp_path):
     store = ResumableH5(tmp_path / "f.h5")
     store.put("k1", {"x": np.zeros(3)})
     (store.parts_dir / "broken.h5").write_bytes(b"not an h5 file")
     fresh = ResumableH5(tmp_path / "f.h5")
     assert fresh.keys() == ["k1"]
-    assert not (store.parts_dir / "broken.h5").exists()
+    assert (store.parts_dir / "broken.h5").exists()  # a reader never deletes; finalize folds the parts away
+    fresh.finalize()
+    assert not store.parts_dir.exists() and ResumableH5(tmp_path / "f.h5").keys() == ["k1"]
 
 
-def test_discard_drops_item_at_finalize(tmp_path):
+def test_finalize_keep_drops_the_others(tmp_path):
     store = ResumableH5(tmp_path / "f.h5")
     store.put("k1", {"x": np.zeros(3)})
     store.put("k2", {"x": np.ones(3)})
     store.finalize()
     store = ResumableH5(tmp_path / "f.h5")
-    store.discard("k1")
-    store.finalize(keep=store.keys())
+    store.finalize(keep=["k2"])
     assert ResumableH5(tmp_path / "f.h5").keys() == ["k2"]
     with pytest.raises(KeyError):
         ResumableH5(tmp_path / "f.h5").get("k1")
@@ -112,14 +114,17 @@ def test_clean_stale_tmp_spares_live_writers(tmp_path):
     assert live.exists() and not dead.exists() and elsewhere.exists()
 
 
-def test_is_current_discards_stale_items(tmp_path):
+def test_pending_reads_attributes_only_and_a_stale_item_is_replaced_by_put(tmp_path):
     store = ResumableH5(tmp_path / "f.h5")
     store.put("a::b", {"matches": np.zeros((1, 2), np.int32)}, {"image_sha1_0": "x", "image_sha1_1": "y"})
     store.finalize()
     store = ResumableH5(tmp_path / "f.h5")
     assert store.is_current("a::b", {"image_sha1_0": "x", "image_sha1_1": "y"})
-    assert not store.is_current("a::c", {"image_sha1_0": "x"})  # never computed
-    assert not store.is_current("a::b", {"image_sha1_0": "x", "image_sha1_1": "changed"})  # image b changed
-    assert "a::b" not in store  # the stale item is gone, dropped from the file at finalize
+    expected = {"a::b": {"image_sha1_0": "x", "image_sha1_1": "changed"},  # image b changed
+                "a::c": {"image_sha1_0": "x", "image_sha1_1": "z"}}  # never computed
+    assert store.pending(expected) == ["a::b", "a::c"]
+    assert "a::b" in store  # checking changed nothing: the stale item is still there
+    store.put("a::b", {"matches": np.ones((2, 2), np.int32)}, expected["a::b"])
     store.finalize()
-    assert ResumableH5(tmp_path / "f.h5").keys() == []
+    fresh = ResumableH5(tmp_path / "f.h5")
+    assert fresh.pending(expected) == ["a::c"] and fresh.get("a::b")["matches"].shape == (2, 2)

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from imc import models
-from imc.config import load_config
+from imc import networks
+from imc.config import ConfigError, load_config
+from imc.features import aliked
+from imc.matchers import lightglue
 from imc.weights import WeightsNotFoundError, resolve_weights, wheel_weights_dir
 
 
@@ -27,23 +29,25 @@ def test_wheel_weights_present():
     assert d is not None and (d / "aliked-n16.pth").is_file() and (d / "aliked_lightglue.pth").is_file()
 
 
-@pytest.mark.parametrize("variant", models.ALIKED_VARIANTS)
+@pytest.mark.parametrize("variant", sorted(aliked.VARIANTS))
 def test_aliked_variants_load_strictly(variant):
-    conf = {**load_config()["features"], "model": variant}
-    net = models.load_aliked(conf)
+    conf = {**load_config()["features"]["aliked"], "model": variant}
+    net = aliked.Aliked().load(conf, weights_dir=None, device=torch.device("cpu"))
     assert not net.training
     state = torch.load(resolve_weights(f"{variant}.pth"), weights_only=True)
     missing = set(net.state_dict()) - set(state)
-    assert missing <= models.DERIVED_BUFFERS, missing
+    assert missing <= networks.DERIVED_BUFFERS, missing
     # the loaded tensors are the checkpoint's, not random
     name = next(iter(state))
     torch.testing.assert_close(net.state_dict()[name], state[name])
 
 
 def test_lightglue_loads_strictly_and_matches_itself():
-    net = models.load_lightglue(load_config()["matching"])
-    state = models.rename_lightglue_keys(torch.load(resolve_weights("aliked_lightglue.pth"), weights_only=True), 9)
-    assert set(net.state_dict()) - set(state) <= models.DERIVED_BUFFERS
+    conf = load_config()
+    net = lightglue.LightGlueMatcher().load({**conf["matchers"]["lightglue"], **conf["matching"]["aliked"]},
+                                           weights_dir=None, device=torch.device("cpu"))
+    state = lightglue.rename_keys(torch.load(resolve_weights("aliked_lightglue.pth"), weights_only=True), 9)
+    assert set(net.state_dict()) - set(state) <= networks.DERIVED_BUFFERS
     assert not set(state) - set(net.state_dict())
     rng = np.random.default_rng(0)
     kp = torch.from_numpy(rng.uniform(0, 300, (1, 200, 2)).astype(np.float32))
@@ -56,14 +60,23 @@ def test_lightglue_loads_strictly_and_matches_itself():
 
 
 def test_mismatched_checkpoint_is_an_error():
-    net = models.build_aliked(model="aliked-t16")
+    build = lambda: aliked.build(model="aliked-t16", max_num_keypoints=512, detection_threshold=0.01,  # noqa: E731
+                                 nms_radius=2)
     state = torch.load(resolve_weights("aliked-n16.pth"), weights_only=True)
-    with pytest.raises((models.WeightsMismatchError, RuntimeError)):
-        models.load_strict(net, state, name="aliked-n16 into t16")
+    with pytest.raises((networks.WeightsMismatchError, RuntimeError)):
+        networks.load_strict(build(), state, name="aliked-n16 into t16")
     partial = {k: v for k, v in torch.load(resolve_weights("aliked-t16.pth"), weights_only=True).items()
                if not k.startswith("score_head")}
-    with pytest.raises(models.WeightsMismatchError, match="score_head"):
-        models.load_strict(models.build_aliked(model="aliked-t16"), partial, name="partial")
+    with pytest.raises(networks.WeightsMismatchError, match="score_head"):
+        networks.load_strict(build(), partial, name="partial")
+
+
+def test_extractor_matcher_mismatch_is_refused_at_load():
+    """aliked-t16 has 64-d descriptors; the LightGlue weights expect 128: refused, both named."""
+    with pytest.raises(ConfigError, match=r"aliked-t16.*64-d.*lightglue.*aliked_lightglue.*128-d"):
+        load_config(None, ["features.aliked.model=aliked-t16"])
+    conf = load_config(None, ["features.aliked.model=aliked-t16", "matching.aliked={matcher: nearest_neighbour}"])
+    assert conf["matching"]["aliked"] == {"matcher": "nearest_neighbour"}
 
 
 def test_weights_dir_takes_precedence_and_missing_is_clear(tmp_path, monkeypatch):

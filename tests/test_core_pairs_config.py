@@ -5,9 +5,10 @@ from math import comb
 import numpy as np
 import pytest
 
-from imc import fingerprints, pairs
+from imc import pairs, stages
 from imc.config import ConfigError, apply_overrides, load_config
-from imc.pipeline import check_stage_config
+
+from .conftest import REPO
 
 
 def test_exhaustive_counts_and_dedup(tmp_path):
@@ -47,12 +48,12 @@ def test_retrieval_fewer_pairs_and_min_partners(tmp_path):
 
 
 def test_overrides_typed_and_strict():
-    conf = load_config(None, ["features.max_num_keypoints=4096", "data.sample_submission=null", "seed=3"])
-    assert conf["features"]["max_num_keypoints"] == 4096 and conf["data"]["sample_submission"] is None
+    conf = load_config(None, ["features.aliked.max_num_keypoints=4096", "data.sample_submission=null", "seed=3"])
+    assert conf["features"]["aliked"]["max_num_keypoints"] == 4096 and conf["data"]["sample_submission"] is None
     with pytest.raises(ConfigError, match="unknown key"):
-        load_config(None, ["features.max_num_keypoint=4096"])
+        load_config(None, ["features.aliked.max_num_keypoint=4096"])
     with pytest.raises(ConfigError, match="key=value"):
-        load_config(None, ["features.max_num_keypoints"])
+        load_config(None, ["features.aliked.max_num_keypoints"])
 
 
 def test_preset_chains_to_default():
@@ -64,22 +65,46 @@ def test_preset_chains_to_default():
 def test_fingerprints_flow_downstream_only():
     base = load_config()
     sha = {"a.jpg": "1", "b.jpg": "2"}
-    fp0 = fingerprints.compute(base, sha)
-    fp1 = fingerprints.compute(apply_overrides(base, ["features.max_num_keypoints=999"]), sha)
-    assert fp1.pairs == fp0.pairs
-    assert fp1.features != fp0.features and fp1.matches != fp0.matches and fp1.sfm != fp0.sfm
-    fp2 = fingerprints.compute(apply_overrides(base, ["sfm.min_model_size=10"]), sha)
-    assert (fp2.features, fp2.matches, fp2.verified) == (fp0.features, fp0.matches, fp0.verified)
-    assert fp2.sfm != fp0.sfm
-    assert fingerprints.compute(base, {**sha, "b.jpg": "changed"}).pairs != fp0.pairs
+    fp0 = stages.fingerprints(base, sha)
+    fp1 = stages.fingerprints(apply_overrides(base, ["features.aliked.max_num_keypoints=999"]), sha)
+    assert fp1["pairs"] == fp0["pairs"]
+    assert all(fp1[k] != fp0[k] for k in ("features:aliked", "matches:aliked", "fuse", "verified", "sfm"))
+    fp2 = stages.fingerprints(apply_overrides(base, ["sfm.min_model_size=10"]), sha)
+    assert all(fp2[k] == fp0[k] for k in ("features:aliked", "matches:aliked", "fuse", "verified", "pairs"))
+    assert fp2["sfm"] != fp0["sfm"]
+    assert stages.fingerprints(base, {**sha, "b.jpg": "changed"})["pairs"] != fp0["pairs"]
 
 
 def test_cache_with_different_saved_config_is_refused(tmp_path):
     cache = tmp_path / "features-0123.h5"
-    check_stage_config(cache, {"features": {"max_num_keypoints": 10}})
-    check_stage_config(cache, {"features": {"max_num_keypoints": 10}})  # same: reused
+    stages.check_sidecar(cache, {"features": {"max_num_keypoints": 10}})
+    stages.check_sidecar(cache, {"features": {"max_num_keypoints": 10}})  # same: reused
     with pytest.raises(ConfigError, match="different config"):
-        check_stage_config(cache, {"features": {"max_num_keypoints": 11}})
+        stages.check_sidecar(cache, {"features": {"max_num_keypoints": 11}})
+
+
+def test_misspelt_key_in_a_preset_file_is_refused(tmp_path):
+    """A whole misspelt section, or a misspelt key inside one, in a file: refused, key and file named."""
+    (tmp_path / "featurez.yaml").write_text(f"base: {REPO / 'configs' / 'default.yaml'}\nfeaturez: {{}}\n")
+    with pytest.raises(ConfigError, match=r"featurez\.yaml.*unknown key\(s\) \['featurez'\]"):
+        load_config(tmp_path / "featurez.yaml")
+    (tmp_path / "deep.yaml").write_text("sfm: {min_modle_size: 3}\nfeatures: {aliked: {max_num_keypoint: 5}}\n")
+    with pytest.raises(ConfigError, match=r"deep\.yaml.*sfm\.min_modle_size.*did you mean sfm\.min_model_size"):
+        load_config(tmp_path / "deep.yaml")
+    (tmp_path / "deep.yaml").write_text("features: {aliked: {max_num_keypoint: 5}}\n")
+    with pytest.raises(ConfigError, match=r"features\.aliked\.max_num_keypoint\b"):
+        load_config(tmp_path / "deep.yaml")
+    (tmp_path / "ext.yaml").write_text("features: {extractors: [aliked, nope]}\n")
+    with pytest.raises(ConfigError, match=r"unknown extractor 'nope'"):
+        load_config(tmp_path / "ext.yaml")
+
+
+def test_default_config_has_one_source():
+    """Every key the code reads has its default in configs/default.yaml: the loaded default config
+    equals the file (nothing filled in from code)."""
+    from imc.config import default_template
+
+    assert load_config() == default_template()
 
 
 def test_centred_descriptors_keep_retrieval_selective(tmp_path):

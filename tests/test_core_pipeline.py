@@ -13,7 +13,7 @@ from imc.config import ConfigError, load_config
 from imc.pipeline import run
 from imc.reconstruct import Pose
 from imc.scenes import Scene
-from imc.submission import HEADER, main as write_submission
+from imc.csv_writer import HEADER, main as write_submission
 
 from .conftest import tiny_overrides
 
@@ -62,8 +62,8 @@ def test_run_reuses_caches_and_recomputes_downstream_only(tmp_path, tiny_scene_r
 
     caplog.clear()
     with pytest.raises(ConfigError, match="another config"):
-        run(load_config(None, overrides + ["features.max_num_keypoints=256"]))
-    third = run(load_config(None, overrides + ["features.max_num_keypoints=256", f"output={tmp_path / 'run2'}"]))
+        run(load_config(None, overrides + ["features.aliked.max_num_keypoints=256"]))
+    third = run(load_config(None, overrides + ["features.aliked.max_num_keypoints=256", f"output={tmp_path / 'run2'}"]))
     assert "features: 4/4 images to extract" in caplog.text and "matches: 6 pairs to match" in caplog.text
     assert third.reports[0].paths["pairs"] == report.paths["pairs"]  # pairs reused
     assert third.reports[0].paths["features"] != report.paths["features"]

@@ -42,11 +42,12 @@ def synthetic_pair(seed: int, n: int = 300, outliers: float = 0.4) -> tuple[dict
 
 def test_verification_does_not_depend_on_the_order_of_pairs():
     """The result for a pair is the same whatever was verified before it (resume == full run)."""
-    conf = load_config(None)["verification"]
+    base = load_config(None)
+    conf, cameras = base["verification"], base["cameras"]
     pairs = [synthetic_pair(s) for s in range(4)]
-    forward = [verify_pair(conf, *p, seed=0)["inliers"] for p in pairs]
-    backward = [verify_pair(conf, *p, seed=0)["inliers"] for p in pairs[::-1]][::-1]
-    again = [verify_pair(conf, *p, seed=0)["inliers"] for p in pairs]
+    forward = [verify_pair(conf, *p, cameras=cameras, seed=0)["inliers"] for p in pairs]
+    backward = [verify_pair(conf, *p, cameras=cameras, seed=0)["inliers"] for p in pairs[::-1]][::-1]
+    again = [verify_pair(conf, *p, cameras=cameras, seed=0)["inliers"] for p in pairs]
     assert all(len(f) > 100 for f in forward)
     for f, b, a in zip(forward, backward, again):
         np.testing.assert_array_equal(f, b)

@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from imc import extract, match
+from imc import extract
 from imc.config import load_config
-from imc.models import load_aliked, load_lightglue, pick_device
+from imc.features import aliked
+from imc.matchers import lightglue
+from imc.networks import pick_device
 
 from .conftest import TEMPLE
 
@@ -18,14 +20,17 @@ def test_cuda_features_and_matches_agree_with_cpu():
     if not TEMPLE.is_dir():
         pytest.skip("needs ../shared")
     assert pick_device("auto").type == "cuda"
-    conf = {**load_config()["features"], "resize_max": 480, "max_num_keypoints": 512}
+    base = load_config()
+    conf = {**base["features"]["aliked"], "resize_max": 480, "max_num_keypoints": 512}
+    lg_conf = {**base["matchers"]["lightglue"], **base["matching"]["aliked"]}
     paths = [TEMPLE / "templeSR0001.png", TEMPLE / "templeSR0002.png"]
+    extractor, matcher = aliked.Aliked(), lightglue.LightGlueMatcher()
     per_device = {}
     for device in (torch.device("cpu"), torch.device("cuda")):
-        net = load_aliked(conf, device=device)
-        feats = [{**extract.extract_one(net, p, conf, device), "image_sha1": ""} for p in paths]
-        lg = load_lightglue(load_config()["matching"], device=device)
-        per_device[device.type] = (feats, match.match_pair(lg, feats[0], feats[1], device))
+        net = extractor.load(conf, weights_dir=None, device=device)
+        feats = [extract.extract_one(extractor, net, p, conf, device) for p in paths]
+        lg = matcher.load(lg_conf, weights_dir=None, device=device)
+        per_device[device.type] = (feats, matcher.match(lg, feats[0], feats[1], device))
     (f_cpu, m_cpu), (f_gpu, m_gpu) = per_device["cpu"], per_device["cuda"]
     for a, b in zip(f_cpu, f_gpu):
         # same detections up to float noise: most CPU keypoints have a CUDA twin within 0.5 px

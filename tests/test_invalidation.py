@@ -12,24 +12,26 @@ from typing import Any, Iterator
 
 import pytest
 
-from imc import fingerprints
+from imc import stages
 from imc.config import load_config
 
 from .corpus import TINY, copy_real_scene, run_cli
 
-STAGES = ("pairs", "features", "matches", "verified", "sfm")
-AFTER_FEATURES = {"features", "matches", "verified", "sfm"}
+PER_EXTRACTOR = {"features:aliked", "matches:aliked"}
+AFTER_FEATURES = {"features:aliked", "matches:aliked", "fuse", "verified", "sfm"}
 
 
 def expected_stages(key: str) -> set[str]:
     """The caches that a change of ``key`` must invalidate (and no others)."""
-    if key == "matching.min_matches":  # a filter applied by verification: the matches are reused
-        return {"verified", "sfm"}
     if key == "seed":  # seeds RANSAC in verification and the mapper
         return {"verified", "sfm"}
+    if key.startswith("matchers.nearest_neighbour."):  # a matcher that no extractor uses
+        return set()
     section = key.split(".")[0]
-    return {"features": AFTER_FEATURES, "pairs": {"pairs", "sfm"}, "matching": {"matches", "verified", "sfm"},
-            "verification": {"verified", "sfm"}, "sfm": {"sfm"}}.get(section, set())
+    return {"features": AFTER_FEATURES, "pairs": {"pairs", "sfm"},
+            "matching": {"matches:aliked", "fuse", "verified", "sfm"},
+            "matchers": {"matches:aliked", "fuse", "verified", "sfm"}, "fusion": {"fuse", "verified", "sfm"},
+            "cameras": {"verified", "sfm"}, "verification": {"verified", "sfm"}, "sfm": {"sfm"}}.get(section, set())
 
 
 def leaves(node: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -64,46 +66,55 @@ def with_value(conf: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
     return out
 
 
-def changed_stages(a: fingerprints.StageFingerprints, b: fingerprints.StageFingerprints) -> set[str]:
-    return {s for s in STAGES if getattr(a, s) != getattr(b, s)}
+def changed_stages(a: dict[str, str], b: dict[str, str]) -> set[str]:
+    return {k for k in a if a[k] != b[k]}
 
 
 BASE = load_config(None)
 SHA1S = {"d/s/images/a.jpg": "1" * 40, "d/s/images/b.jpg": "2" * 40}
-STAGE_KEYS = [k for k, _ in leaves(BASE) if k.split(".")[0] in ("features", "pairs", "matching", "verification",
-                                                                 "sfm", "seed")]
+STAGE_SECTIONS = ("features", "pairs", "matching", "matchers", "fusion", "cameras", "verification", "sfm", "seed")
+# features.extractors names the extractors: changing it is tested on its own below
+STAGE_KEYS = [k for k, _ in leaves(BASE) if k.split(".")[0] in STAGE_SECTIONS and k != "features.extractors"]
 # device and weights_dir are left out on purpose: other weights (or CUDA numerics) give other features,
 # yet the fingerprints do not cover them; a cache must not be shared across those.
-OTHER_KEYS = [k for k, _ in leaves(BASE) if k not in STAGE_KEYS and k not in ("device", "weights_dir")]
+OTHER_KEYS = [k for k, _ in leaves(BASE) if k not in STAGE_KEYS and k not in ("device", "weights_dir",
+                                                                               "features.extractors")]
 
 
 def test_every_stage_section_is_covered():
     sections = {k.split(".")[0] for k in STAGE_KEYS}
-    assert sections == {"features", "pairs", "matching", "verification", "sfm", "seed"}
+    assert sections == set(STAGE_SECTIONS)
     assert len(STAGE_KEYS) > 30  # every leaf, nested ones (pairs.retrieval.*) included
 
 
 @pytest.mark.parametrize("key", STAGE_KEYS)
 def test_stage_parameter_invalidates_its_stage_and_later_ones(key):
     value = dict(leaves(BASE))[key]
-    before = fingerprints.compute(BASE, SHA1S)
-    after = fingerprints.compute(with_value(BASE, key, another_value(value)), SHA1S)
+    before = stages.fingerprints(BASE, SHA1S)
+    after = stages.fingerprints(with_value(BASE, key, another_value(value)), SHA1S)
     assert changed_stages(before, after) == expected_stages(key), key
-    assert fingerprints.compute(BASE, SHA1S) == before  # stable: same config, same names
+    assert stages.fingerprints(BASE, SHA1S) == before  # stable: same config, same names
 
 
 @pytest.mark.parametrize("key", OTHER_KEYS)
 def test_run_parameters_invalidate_nothing(key):
     """Where data, outputs and caches live, progress bars, budgets: no cache depends on them."""
     value = dict(leaves(BASE))[key]
-    after = fingerprints.compute(with_value(BASE, key, another_value(value)), SHA1S)
-    assert changed_stages(fingerprints.compute(BASE, SHA1S), after) == set(), key
+    after = stages.fingerprints(with_value(BASE, key, another_value(value)), SHA1S)
+    assert changed_stages(stages.fingerprints(BASE, SHA1S), after) == set(), key
 
 
 def test_image_content_invalidates_pairs_and_per_item_entries():
-    after = fingerprints.compute(BASE, {**SHA1S, "d/s/images/b.jpg": "3" * 40})
+    after = stages.fingerprints(BASE, {**SHA1S, "d/s/images/b.jpg": "3" * 40})
     # pairs and mapping by name; features/matches/verified entries by the sha1 stored with each item
-    assert changed_stages(fingerprints.compute(BASE, SHA1S), after) == {"pairs", "sfm"}
+    assert changed_stages(stages.fingerprints(BASE, SHA1S), after) == {"pairs", "sfm"}
+
+
+def test_a_second_extractor_adds_its_outputs_and_changes_the_fused_ones_only():
+    two = stages.fingerprints(with_value(BASE, "features.extractors", ["aliked", "toy"]), SHA1S)
+    one = stages.fingerprints(BASE, SHA1S)
+    assert set(two) - set(one) == {"features:toy", "matches:toy"}
+    assert {k for k in one if one[k] != two[k]} == {"fuse", "verified", "sfm"}  # aliked's own caches are reused
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from imc.models import ALIKED_VARIANTS
+from imc.features.aliked import VARIANTS as ALIKED_VARIANTS
 from kaggle_datasets import build
 from kaggle_datasets.metadata import MetadataError, make_metadata, metadata_problems, validate_metadata
 from kaggle_datasets.wheels import (BUNDLED_WHEELS, PREINSTALLED_ON_KAGGLE, REQUIREMENTS_FILE, Target,

@@ -127,7 +127,7 @@ def test_notebook_writes_a_complete_scored_submission(tmp_path):
         "PROJECT_DIR": str(kaggle_input / "imc-project"),
         "WEIGHTS_DIR": str(kaggle_input / "imc-weights"),
         "CONFIG": str(kaggle_input / "imc-project" / "configs" / "demo.yaml"),
-        "OVERRIDES": ["features.resize_max=320", "features.max_num_keypoints=256", "progress=false"],
+        "OVERRIDES": ["features.aliked.resize_max=320", "features.aliked.max_num_keypoints=256", "progress=false"],
         "WORK_DIR": str(tmp_path / "work"),
         "SUBMISSION_PATH": str(working / "submission.csv"),
         "INSTALL": True,

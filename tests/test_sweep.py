@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from imc.sweep import main as sweep_main
-from imc.sweep import plan, run_sweep
+from imc.sweeps.cli import main as sweep_main
+from imc.sweeps.cli import plan, run_sweep
 from imc.sweeps.executors import Backend
 from imc.sweeps.spec import SweepError, expand_points, grid_cells, load_sweep
 from imc.sweeps.tasks import RESULT_FILE, link_producers, load_result
@@ -48,7 +48,7 @@ def test_grid_cells_cartesian_first_key_slowest():
 def test_grid_and_variants_expand_to_named_points(tmp_path):
     spec_path = write_sweep(tmp_path, SCENES + """
 grid:
-  features.max_num_keypoints: [1024, 2048, 4096]
+  features.aliked.max_num_keypoints: [1024, 2048, 4096]
   sfm.min_model_size: [3, 10]
 variants:
   - {name: base, overrides: []}
@@ -61,10 +61,10 @@ variants:
     assert names[0] == "base__max_num_keypoints-1024__min_model_size-3"
     assert names[-1] == "two__max_num_keypoints-4096__min_model_size-10"
     assert len(set(names)) == len(names)
-    assert spec.swept_keys == ["features.max_num_keypoints", "sfm.min_model_size", "sfm.max_num_models"]
+    assert spec.swept_keys == ["features.aliked.max_num_keypoints", "sfm.min_model_size", "sfm.max_num_models"]
     last = tasks[-1]
-    assert last.conf["features"]["max_num_keypoints"] == 4096 and last.conf["sfm"]["max_num_models"] == 2
-    assert last.params == {"features.max_num_keypoints": 4096, "sfm.min_model_size": 10, "sfm.max_num_models": 2}
+    assert last.conf["features"]["aliked"]["max_num_keypoints"] == 4096 and last.conf["sfm"]["max_num_models"] == 2
+    assert last.params == {"features.aliked.max_num_keypoints": 4096, "sfm.min_model_size": 10, "sfm.max_num_models": 2}
     assert last.conf["data"]["scenes"] == ["demo/boxes", "demo/courtyard"]
     assert last.conf["cache_dir"] == str((tmp_path / "out" / "cache").resolve())
     assert last.conf["progress"] is False
@@ -79,8 +79,8 @@ variants:
 
 @pytest.mark.parametrize("body, message", [
     ("bogus: 1\n", r"unknown key\(s\) \['bogus'\] in the top level"),
-    ("grid: {features.max_num_keypoint: [1, 2]}\n", r"unknown key 'features.max_num_keypoint'"),
-    ("grid: {features.max_num_keypoints: []}\n", r"grid.features.max_num_keypoints must be a non-empty list"),
+    ("grid: {features.aliked.max_num_keypoint: [1, 2]}\n", r"unknown key 'features.aliked.max_num_keypoint'"),
+    ("grid: {features.aliked.max_num_keypoints: []}\n", r"grid.features.aliked.max_num_keypoints must be a non-empty list"),
     ("grid: {data.root: [a, b]}\n", r"grid key 'data.root' is set by the sweep"),
     ("overrides: [cache_dir=/x]\n", r"sets 'cache_dir', which the sweep sets itself"),
     ("overrides: [sfm.nope=1]\n", r"unknown key 'sfm.nope'"),
@@ -182,7 +182,7 @@ def test_smoke_sweep_writes_csv_markdown_plots(smoke_run):
     for row in rows:
         assert row["status"] == "ok", row
         assert 0.0 <= float(row["mAA"]) <= 1.0 and 0.0 <= float(row["registered_share"]) <= 1.0
-        assert row["features.max_num_keypoints"] in {str(v) for v in spec.grid["features.max_num_keypoints"]}
+        assert row["features.aliked.max_num_keypoints"] in {str(v) for v in spec.grid["features.aliked.max_num_keypoints"]}
         assert row["sfm.max_num_models"] in {str(v) for v in spec.grid["sfm.max_num_models"]}
         assert float(row["seconds_stages"]) > 0
     assert any(float(r["mAA"]) > 0 for r in rows), "no point registered anything on the demo scenes"
@@ -215,7 +215,7 @@ def test_mapper_only_point_reuses_features_and_matches(smoke_run):
     for scene in ("boxes", "courtyard"):
         full, mapper = (json.loads((out / "points" / p / "demo" / "scenes" / "demo" / scene / "report.json").read_text())
                         for p in (full_name, mapper_name))
-        for stage in ("features", "pairs", "matches", "verified"):
+        for stage in ("features:aliked", "pairs", "matches:aliked", "fuse", "verified"):
             assert full["paths"][stage] == mapper["paths"][stage]
         assert full["paths"]["sfm"] != mapper["paths"]["sfm"]
         log = (out / "points" / mapper_name / "demo" / "scenes" / "demo" / scene / "log.txt").read_text()
@@ -262,12 +262,12 @@ def test_ray_two_workers(tmp_path):
         f"/{p.name}," in line for p in (data / "demo" / "boxes" / "images").glob("*.jpg"))]
     (data / "labels.csv").write_text("\n".join([lines[0], *kept]) + "\n")
     spec_path = write_sweep(tmp_path, f"""
-overrides: [features.resize_max=256]
+overrides: [features.aliked.resize_max=256]
 scenes:
   real:
     - {{name: tiny, root: {data}, labels: {data / 'labels.csv'}}}
 grid:
-  features.max_num_keypoints: [128, 192]
+  features.aliked.max_num_keypoints: [128, 192]
 resources: {{num_cpus: 1}}
 """)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
@@ -277,7 +277,7 @@ resources: {{num_cpus: 1}}
         ray.shutdown()
     assert outcome.failed == [] and len(outcome.ran) == 2
     rows = _rows(tmp_path / "out")
-    assert {r["features.max_num_keypoints"] for r in rows} == {"128", "192"}
+    assert {r["features.aliked.max_num_keypoints"] for r in rows} == {"128", "192"}
     assert all(r["status"] == "ok" and r["n_images"] == "4" for r in rows)
     results = [json.loads((tmp_path / "out" / "points" / r["point"] / "tiny" / RESULT_FILE).read_text()) for r in rows]
     assert len({r["worker"]["pid"] for r in results}) == 2 and os.getpid() not in {r["worker"]["pid"] for r in results}

@@ -47,7 +47,7 @@ def test_folder_without_run_says_so(monkeypatch, tmp_path):
 def write_partial_run(folder) -> None:
     """A run killed during its second scene: one report, no summary.json, stage files gone."""
     report = {"dataset": "d", "scene": "done", "n_images": 3, "n_registered": 2, "n_models": 1, "status": "ok",
-              "paths": {"pairs": "cache/pairs.txt", "features": "cache/f.h5", "matches": "cache/m.h5",
+              "paths": {"pairs": "cache/pairs.txt", "features:aliked": "cache/f.h5", "fuse": "cache/m.h5",
                         "verified": "cache/v.h5", "sfm": "cache/sfm"}}
     (folder / "scenes" / "d" / "done").mkdir(parents=True)
     (folder / "scenes" / "d" / "done" / "report.json").write_text(json.dumps(report))
@@ -61,7 +61,7 @@ def test_partial_run_warns_and_shows_what_exists(monkeypatch, tmp_path):
     at = run_app(monkeypatch, "--run", str(tmp_path))
     warnings = texts(at.warning)
     assert "no summary.json" in warnings and "not processed" in warnings
-    assert "no features file" in warnings and "no reconstruction" in warnings and "no pairs file" in warnings
+    assert "no keypoints file" in warnings and "no reconstruction" in warnings and "no pairs file" in warnings
     table = at.dataframe[0].value
     assert list(table["scene"]) == ["d/done", "d/todo"]
     assert list(table["status"]) == ["ok", "not run"]
@@ -71,11 +71,11 @@ def test_partial_run_warns_and_shows_what_exists(monkeypatch, tmp_path):
 def test_sweep_shows_results_and_plots(monkeypatch, tmp_path):
     from matplotlib.figure import Figure
 
-    (tmp_path / "results.csv").write_text("tag,features.max_num_keypoints,mAA\na,512,0.41\nb,1024,0.55\n")
+    (tmp_path / "results.csv").write_text("tag,features.aliked.max_num_keypoints,mAA\na,512,0.41\nb,1024,0.55\n")
     (tmp_path / "summary.md").write_text("# smoke sweep\nbest: b\n")
     fig = Figure(figsize=(2, 2))
     fig.add_subplot().plot([512, 1024], [0.41, 0.55])
-    fig.savefig(tmp_path / "mAA_vs_features.max_num_keypoints.png")
+    fig.savefig(tmp_path / "mAA_vs_features.aliked.max_num_keypoints.png")
     write_partial_run(tmp_path / "points" / "p1" / "demo")
     at = run_app(monkeypatch, "--run", str(tmp_path))
     results = at.dataframe[0].value

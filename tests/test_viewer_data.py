@@ -118,7 +118,7 @@ def test_load_run_errors_name_the_folder(tmp_path):
 
 def test_partial_run_reports_problems_instead_of_raising(tmp_path):
     report = {"dataset": "d", "scene": "s", "n_images": 3, "status": "ok",
-              "paths": {"features": "cache/features-x.h5", "pairs": "cache/pairs-x.txt"}}
+              "paths": {"fuse": "cache/fused-x.h5", "pairs": "cache/pairs-x.txt"}}
     (tmp_path / "scenes" / "d" / "s").mkdir(parents=True)
     (tmp_path / "scenes" / "d" / "s" / "report.json").write_text(json.dumps(report))
     (tmp_path / "submission.csv").write_text("image_path,dataset,scene,rotation_matrix,translation_vector\n"
@@ -130,11 +130,11 @@ def test_partial_run_reports_problems_instead_of_raising(tmp_path):
     text = "\n".join(run.problems)
     assert "no summary.json" in text and "no config.yaml" in text and "not processed" in text
     s = run.scene("d/s")
-    assert s.paths["features"] == tmp_path / "cache" / "features-x.h5"  # relative paths: against the run
-    assert s.path("features") is None  # not on disk
+    assert s.paths["fuse"] == tmp_path / "cache" / "fused-x.h5"  # relative paths: against the run
+    assert s.path("fuse") is None  # not on disk
     with pytest.raises(data.ViewerDataError, match="no pairs file"):
         data.pair_table(s)
-    with pytest.raises(data.ViewerDataError, match="no features file"):
+    with pytest.raises(data.ViewerDataError, match="no keypoints file"):
         data.load_keypoints(s, "d/s/images/a.jpg")
 
 

@@ -52,7 +52,7 @@ def build_viewer_run(base: Path) -> ViewerRun:
         writer.writeheader()
         writer.writerows(rows)
     conf = load_config(None, [f"data.root={done.data_root}", f"output={done.run}", f"cache_dir={done.cache}",
-                              "progress=false", "features.resize_max=320", "features.max_num_keypoints=512"])
+                              "progress=false", "features.aliked.resize_max=320", "features.aliked.max_num_keypoints=512"])
     result = run(conf)
     if result.reports[0].n_registered < 3:
         raise RuntimeError(f"the viewer's test run registered too few images: {result.reports[0]}")

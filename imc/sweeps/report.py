@@ -12,7 +12,8 @@ from typing import Any
 
 from ..io_utils import atomic_path, atomic_write_text
 from .spec import SweepSpec
-from .tasks import STAGES, Task
+from ..stages import NAMES as STAGES
+from .tasks import Task
 
 METRICS = ("mAA", "mAA_q", "mAA_t", "registered_share")
 MAX_SCENE_COLUMNS = 6

@@ -4,7 +4,7 @@ Format (every key but ``base_config`` and one of ``scenes.*`` is optional)::
 
     name: keypoints                   # default: the file's stem; outputs go to outputs/sweeps/<name>
     base_config: ../demo.yaml         # relative to the sweep file
-    overrides: [features.resize_max=640]          # applied to the base config for every point
+    overrides: [features.aliked.resize_max=640]          # applied to the base config for every point
     output_dir: outputs/sweeps/keypoints          # default: outputs/sweeps/<name> (relative to the cwd)
     cache_dir: sweep                  # sweep: <output_dir>/cache | base: the base config's cache_dir | a path
     scenes:
@@ -14,7 +14,7 @@ Format (every key but ``base_config`` and one of ``scenes.*`` is optional)::
         - {name: demo, root: imc/demo_data, labels: imc/demo_data/train_labels.csv,
            sample_submission: null, scenes: null, optional: false}
     grid:                             # cartesian product
-      features.max_num_keypoints: [1024, 2048]
+      features.aliked.max_num_keypoints: [1024, 2048]
       sfm.min_model_size: [3, 10]
     variants:                         # named override lists (crossed with the grid when both are given)
       - {name: default, overrides: []}

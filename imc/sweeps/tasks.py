@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import fingerprints
+from .. import stages
 from ..io_utils import atomic_write_json
 from .scenesets import PreparedSet
 from .spec import Point, SweepSpec, get_dotted
@@ -32,10 +32,6 @@ log = logging.getLogger("imc.sweep")
 
 RESULT_FILE = "sweep_result.json"
 ERROR_FILE = "sweep_error.json"
-STAGES = ("pairs", "features", "matches", "verified", "sfm")
-# Caches that concurrent writers would corrupt (resumable h5 stores fold their parts at the end; the
-# sfm folder is replaced whole). The pair list is one file written atomically: no dependency needed.
-SHARED_WRITE_STAGES = ("features", "matches", "verified", "sfm")
 IGNORED_CONFIG_KEYS = ("progress",)  # may differ between a finished task and its rerun
 
 
@@ -88,10 +84,14 @@ def link_producers(tasks: list[Task]) -> None:
     producer: dict[tuple[str, str, str], int] = {}
     for i, task in enumerate(tasks):
         # Image hashes enter the fingerprints equally for every task of a scene set: leave them out.
-        fp = fingerprints.compute(task.conf, {}).as_dict()
+        # Outputs that concurrent writers would corrupt (resumable h5 stores fold their parts at the end;
+        # the sfm folder is replaced whole) get a producer; an atomic one (the pair list) needs none.
+        fp = stages.fingerprints(task.conf, {})
         deps = set()
-        for stage in SHARED_WRITE_STAGES:
-            key = (task.scene_set, stage, fp[stage])
+        for output_key in fp:
+            if stages.BY_NAME[stages.split_key(output_key)[0]].atomic:
+                continue
+            key = (task.scene_set, output_key, fp[output_key])
             if key in producer:
                 deps.add(producer[key])
             else:

@@ -137,9 +137,9 @@ def labels_and_scores(run: data.RunInfo, path: str, stamp: float) -> Path | None
 
 def show_keypoints(run: data.RunInfo, path: str, stamp: float, scene: data.SceneInfo) -> None:
     st.subheader("Keypoints")
-    features = scene.path("features")
+    features = scene.path(data.KEYPOINTS)
     if features is None:
-        st.warning(f"no features file for {scene.name} ({scene.paths.get('features', 'not in the report')})")
+        st.warning(f"no keypoints file for {scene.name} ({scene.paths.get(data.KEYPOINTS, 'not in the report')})")
         return
     images = cached_feature_images(path, stamp, scene.name, data.stamp(features))
     if not images:
@@ -155,7 +155,7 @@ def show_keypoints(run: data.RunInfo, path: str, stamp: float, scene: data.Scene
 
 def show_matches(run: data.RunInfo, path: str, stamp: float, scene: data.SceneInfo) -> None:
     st.subheader("Matches")
-    stamps = tuple(data.stamp(scene.paths.get(s)) for s in ("pairs", "features", "matches", "verified"))
+    stamps = tuple(data.stamp(scene.paths.get(s)) for s in ("pairs", data.RAW_MATCHES, "verified"))
     pairs = cached_pair_table(path, stamp, scene.name, stamps)
     if pairs.empty:
         st.info("the pairs file lists no pair")

@@ -21,12 +21,13 @@ import numpy as np
 import pandas as pd
 
 from ..config import read_yaml
-from ..h5io import read_features, read_matches, split_pair_key, unescape
+from ..h5io import PAIR_SEP, read_features, read_matches, split_pair_key, unescape
 from ..images import read_image
 from ..pairs import read_pairs
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-STAGES = ("pairs", "features", "matches", "verified", "sfm")
+# The fused keypoints and raw matches (one set per image and pair, whatever the extractors): see imc/fuse.py.
+KEYPOINTS = RAW_MATCHES = "fuse"
 
 
 class ViewerDataError(RuntimeError):
@@ -320,7 +321,7 @@ def pair_table(scene: SceneInfo) -> pd.DataFrame:
     if pairs_path is None:
         raise ViewerDataError(f"scene {scene.name}: no pairs file ({scene.paths.get('pairs')})")
     pairs = read_pairs(pairs_path)
-    raw, verified = match_counts(scene.path("matches")), match_counts(scene.path("verified"))
+    raw, verified = match_counts(scene.path(RAW_MATCHES)), match_counts(scene.path("verified"))
 
     def lookup(counts: dict[tuple[str, str], int], a: str, b: str) -> float:
         return float(counts.get((a, b), counts.get((b, a), np.nan)))
@@ -333,15 +334,15 @@ def pair_table(scene: SceneInfo) -> pd.DataFrame:
 
 
 def feature_images(scene: SceneInfo) -> list[str]:
-    """Image paths that have features, sorted."""
-    path = scene.path("features")
+    """Image paths that have keypoints stored, sorted."""
+    path = scene.path(KEYPOINTS)
     if path is None:
         return []
     names: set[str] = set()
     for f in _h5_files(path):
         try:
             with h5py.File(f, "r") as h:
-                names.update(unescape(k) for k in h.keys())
+                names.update(unescape(k) for k in h.keys() if PAIR_SEP not in k)
         except OSError:
             continue
     return sorted(names)
@@ -356,9 +357,9 @@ class Keypoints:
 
 
 def load_keypoints(scene: SceneInfo, image_path: str) -> Keypoints:
-    path = scene.path("features")
+    path = scene.path(KEYPOINTS)
     if path is None:
-        raise ViewerDataError(f"scene {scene.name}: no features file ({scene.paths.get('features')})")
+        raise ViewerDataError(f"scene {scene.name}: no keypoints file ({scene.paths.get(KEYPOINTS)})")
     try:
         item = read_features(path, image_path)
     except KeyError as exc:
@@ -403,10 +404,10 @@ def _read_pair_or_empty(path: Path | None, a: str, b: str) -> np.ndarray:
 
 def load_pair(scene: SceneInfo, image0: str, image1: str) -> PairMatches:
     k0, k1 = load_keypoints(scene, image0), load_keypoints(scene, image1)
-    if scene.path("matches") is None:
-        raise ViewerDataError(f"scene {scene.name}: no matches file ({scene.paths.get('matches')})")
+    if scene.path(RAW_MATCHES) is None:
+        raise ViewerDataError(f"scene {scene.name}: no matches file ({scene.paths.get(RAW_MATCHES)})")
     return PairMatches(image0=image0, image1=image1, keypoints0=k0.keypoints, keypoints1=k1.keypoints,
-                       matches=_read_pair_or_empty(scene.path("matches"), image0, image1),
+                       matches=_read_pair_or_empty(scene.path(RAW_MATCHES), image0, image1),
                        inliers=_read_pair_or_empty(scene.path("verified"), image0, image1),
                        image_size0=k0.image_size, image_size1=k1.image_size)
 

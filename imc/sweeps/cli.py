@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .sweeps.executors import Backend, RayUnavailableError, run_ray, run_sequential
-from .sweeps.report import write_outputs
-from .sweeps.scenesets import prepare_all
-from .sweeps.spec import SweepSpec, expand_points, load_sweep
-from .sweeps.tasks import Task, build_tasks, link_producers, load_error, load_result, record
+from .executors import Backend, RayUnavailableError, run_ray, run_sequential
+from .report import write_outputs
+from .scenesets import prepare_all
+from .spec import SweepSpec, expand_points, load_sweep
+from .tasks import Task, build_tasks, link_producers, load_error, load_result, record
 
 log = logging.getLogger("imc.sweep")
 
@@ -111,7 +111,7 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     args = _parse_args(argv)
-    from .cli import setup_logging
+    from ..cli import setup_logging
 
     setup_logging(args.verbose)
     console_filter = _ConsoleFilter()

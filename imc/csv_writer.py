@@ -1,4 +1,4 @@
-"""Stage 6: the competition CSV, one row per listed image, always complete, never NaN."""
+"""The competition CSV, one row per listed image, always complete, never NaN."""
 
 from __future__ import annotations
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .io_utils import atomic_path
-from .viewer import data, figures
+from ..io_utils import atomic_path
+from . import data, figures
 
 log = logging.getLogger(__name__)
 

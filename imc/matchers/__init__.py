@@ -1,0 +1,53 @@
+"""Matchers: one file each (``imc/matchers/<name>.py``), registered by name.
+
+``matching.<extractor>`` names the matcher of an extractor's features plus that matcher's
+per-extractor keys (``entry_keys``, e.g. LightGlue's weights); ``matchers.<name>`` holds the
+matcher's own parameters (an out-of-tree adapter brings them as ``default_conf``).
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from ..registry import Registry
+
+
+class Matcher(abc.ABC):
+    name: ClassVar[str]
+    default_conf: ClassVar[dict[str, Any] | None] = None  # None: matchers.<name> in configs/default.yaml
+    entry_keys: ClassVar[tuple[str, ...]] = ()  # keys of matching.<extractor> besides `matcher`
+
+    def input_dim(self, entry: dict[str, Any]) -> int | None:
+        """The descriptor dimension the matcher needs with this entry (None: any)."""
+        return None
+
+    @abc.abstractmethod
+    def load(self, conf: dict[str, Any], *, weights_dir: str | os.PathLike | None, device: torch.device) -> Any:
+        """``conf``: ``matchers.<name>`` merged with the extractor's entry."""
+
+    @abc.abstractmethod
+    def match(self, model: Any, f0: dict[str, np.ndarray], f1: dict[str, np.ndarray],
+              device: torch.device) -> dict[str, np.ndarray]:
+        """Features with keypoints (original pixels), descriptors, image_size -> ``matches`` (M, 2)
+        int32 and ``scores`` (M,) float32."""
+
+
+MATCHERS: Registry[Matcher] = Registry("matcher", __name__)
+
+
+def register(cls: type[Matcher]) -> type[Matcher]:
+    MATCHERS.register(cls())
+    return cls
+
+
+def get(name: str) -> Matcher:
+    return MATCHERS.get(name)
+
+
+def no_matches() -> dict[str, np.ndarray]:
+    return {"matches": np.zeros((0, 2), np.int32), "scores": np.zeros((0,), np.float32)}

@@ -1,0 +1,74 @@
+"""LightGlue (kornia), built with random weights and loaded strictly from a local checkpoint."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..networks import load_strict
+from ..weights import resolve_weights
+from . import Matcher, no_matches, register
+
+# The released checkpoints and the descriptor dimension each expects.
+WEIGHTS = {"aliked_lightglue": 128, "disk_lightglue": 128, "sift_lightglue": 128, "superpoint_lightglue": 256}
+
+
+def rename_keys(state: dict[str, torch.Tensor], n_layers: int) -> dict[str, torch.Tensor]:
+    """Released LightGlue checkpoints name attention blocks ``self_attn.i``; kornia nests them."""
+    out = {}
+    for key, value in state.items():
+        key = key.removeprefix("matcher.")
+        for i in range(n_layers):
+            key = key.replace(f"self_attn.{i}.", f"transformers.{i}.self_attn.")
+            key = key.replace(f"cross_attn.{i}.", f"transformers.{i}.cross_attn.")
+        out[key] = value
+    return out
+
+
+def build(*, input_dim: int = 128, n_layers: int = 9, filter_threshold: float = 0.1, depth_confidence: float = 0.95,
+          width_confidence: float = 0.99, flash: bool = False, mp: bool = False) -> torch.nn.Module:
+    from kornia.feature import LightGlue
+
+    # features=None: build from the keyword configuration, download nothing.
+    return LightGlue(features=None, input_dim=input_dim, descriptor_dim=256, n_layers=n_layers, num_heads=4,
+                     filter_threshold=filter_threshold, depth_confidence=depth_confidence,
+                     width_confidence=width_confidence, flash=flash, mp=mp)
+
+
+@register
+class LightGlueMatcher(Matcher):
+    name = "lightglue"
+    entry_keys = ("weights",)
+
+    def input_dim(self, entry: dict[str, Any]) -> int | None:
+        if entry["weights"] not in WEIGHTS:
+            raise ValueError(f"unknown LightGlue weights {entry['weights']!r}; known: {sorted(WEIGHTS)}")
+        return WEIGHTS[entry["weights"]]
+
+    def load(self, conf: dict[str, Any], *, weights_dir: str | os.PathLike | None, device: torch.device) -> torch.nn.Module:
+        is_cuda = torch.device(device).type == "cuda"
+        net = build(input_dim=self.input_dim(conf), filter_threshold=conf["filter_threshold"],
+                    depth_confidence=conf["depth_confidence"], width_confidence=conf["width_confidence"],
+                    flash=is_cuda, mp=bool(conf["mixed_precision"]) and is_cuda)
+        path = resolve_weights(conf["weights"] + ".pth", weights_dir)
+        state = rename_keys(torch.load(path, map_location="cpu", weights_only=True), net.conf.n_layers)
+        return load_strict(net, state, name=str(path)).to(device)
+
+    @torch.inference_mode()
+    def match(self, model: torch.nn.Module, f0: dict[str, np.ndarray], f1: dict[str, np.ndarray],
+              device: torch.device) -> dict[str, np.ndarray]:
+        if len(f0["keypoints"]) == 0 or len(f1["keypoints"]) == 0:
+            return no_matches()
+
+        def side(f: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+            return {"keypoints": torch.from_numpy(f["keypoints"])[None].to(device),
+                    "descriptors": torch.from_numpy(f["descriptors"])[None].to(device),
+                    "image_size": torch.from_numpy(np.asarray(f["image_size"], np.float32))[None].to(device)}
+
+        out = model({"image0": side(f0), "image1": side(f1)})
+        matches = out["matches"][0].cpu().numpy().astype(np.int32)
+        scores = out["scores"][0].float().cpu().numpy().astype(np.float32)
+        return {"matches": matches.reshape(-1, 2), "scores": scores.reshape(-1)}

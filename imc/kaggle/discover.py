@@ -8,7 +8,8 @@ Kaggle mounts inputs in several layouts; none is assumed:
   ``/kaggle/input/aliked/pytorch/aliked-n16/1/``, ``/kaggle/input/dinov2/pytorch/base/1/``).
 
 What identifies each input: the competition holds ``sample_submission.csv``; the dependency wheels
-``requirements.txt`` and/or ``*.whl`` (other than the project's); the project ``imc-*.whl``; weights
+``requirements.txt`` and/or ``*.whl`` (other than the project's; a folder with ``requirements.txt``
+first); the project ``imc-*.whl``; weights
 are every folder holding ``*.pth`` (``weights_dir`` takes the list); DINOv2 is a folder whose
 ``config.json`` says ``"model_type": "dinov2"`` (a transformers model). The walk skips ``images/``
 folders and hidden ones and stops at :data:`MAX_DEPTH`.
@@ -129,7 +130,8 @@ def find_inputs(root: str | os.PathLike = KAGGLE_INPUT, *, competition_hint: str
                 found["dinov2"].append(path)
     shallow = lambda paths: sorted(paths, key=lambda p: (len(p.parts), p.as_posix()))[0] if paths else None  # noqa: E731
     return KaggleInputs(root=root, competition=_pick_competition(found["competition"], competition_hint),
-                        wheels=shallow(found["wheels"]), project=shallow(found["project"]),
+                        wheels=shallow([p for p in found["wheels"] if (p / REQUIREMENTS).is_file()] or found["wheels"]),
+                        project=shallow(found["project"]),
                         weights=sorted(found["weights"], key=lambda p: p.as_posix()),
                         dinov2=shallow(found["dinov2"]), candidates=found)
 

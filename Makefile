@@ -57,7 +57,7 @@ browser:
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null \
 		|| echo "warning: could not install chromium; the viewer browser test will skip"; }
 
-# KAGGLE_ARGS: e.g. --offline (no downloads), --python-version 3.11, --owner NAME (see --help)
+# KAGGLE_ARGS: e.g. --offline (no downloads), --python-version 3.12,3.13, --owner NAME (see --help)
 kaggle-datasets: venv
 	$(PY) -m kaggle_datasets.build $(KAGGLE_ARGS)
 

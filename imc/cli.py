@@ -37,6 +37,11 @@ def run_main(argv: list[str]) -> int:
     from .pipeline import run, summary_table
 
     conf = load_config(args.config, args.overrides)
+    from .preflight import preflight
+
+    check = preflight(conf.get("device", "auto"))
+    logging.getLogger("imc").info("%s", check.format())
+    check.raise_for_errors()
     result = run(conf)
     print(summary_table(result.reports))
     print(f"\nwrote {result.submission} ({sum(r.n_images for r in result.reports)} rows) in {result.seconds:.1f} s")

@@ -5,12 +5,15 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .io_utils import atomic_write_text, format_numbers
-from .reconstruct import Pose
 from .scenes import Scene
+
+if TYPE_CHECKING:  # not at run time: imc.kaggle writes placeholder CSVs without pycolmap
+    from .reconstruct import Pose
 
 HEADER = ["image_path", "dataset", "scene", "rotation_matrix", "translation_vector"]
 IDENTITY_R = np.eye(3)

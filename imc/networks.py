@@ -31,14 +31,6 @@ def load_strict(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], *, 
     return model.eval()
 
 
-def pick_device(setting: str = "auto") -> torch.device:
-    if setting == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if setting == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device=cuda requested but CUDA is not available")
-    return torch.device(setting)
-
-
 class Networks:
     """Loads each network once per run, on first use (a fully cached scene loads none)."""
 

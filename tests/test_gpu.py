@@ -10,7 +10,7 @@ from imc import extract
 from imc.config import load_config
 from imc.features import aliked
 from imc.matchers import lightglue
-from imc.networks import pick_device
+from imc.preflight import resolve_device
 
 from .conftest import TEMPLE
 
@@ -19,7 +19,7 @@ from .conftest import TEMPLE
 def test_cuda_features_and_matches_agree_with_cpu():
     if not TEMPLE.is_dir():
         pytest.skip("needs ../shared")
-    assert pick_device("auto").type == "cuda"
+    assert resolve_device("auto").type == "cuda"
     base = load_config()
     conf = {**base["features"]["aliked"], "resize_max": 480, "max_num_keypoints": 512}
     lg_conf = {**base["matchers"]["lightglue"], **base["matching"]["aliked"]}

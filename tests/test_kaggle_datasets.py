@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import tomllib
 import zipfile
 from pathlib import Path
@@ -11,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from imc.features.aliked import VARIANTS as ALIKED_VARIANTS
-from kaggle_datasets import build
+from kaggle_datasets import build, kernel
 from kaggle_datasets.metadata import MetadataError, make_metadata, metadata_problems, validate_metadata
 from kaggle_datasets.wheels import (BUNDLED_WHEELS, PREINSTALLED_ON_KAGGLE, REQUIREMENTS_FILE, Target,
-                                    pip_download_command, wheel_fits)
+                                    pip_download_command, targets_from_env, wheel_fits)
 
 from .conftest import REPO
 
@@ -99,6 +100,14 @@ def test_offline_build_writes_three_valid_datasets(tmp_path, monkeypatch, capsys
     kaggle_yaml = tmp_path / "imc-project" / "configs" / "kaggle.yaml"
     assert kaggle_yaml.read_text() == (REPO / "configs" / "kaggle.yaml").read_text()
     assert (tmp_path / "imc-project" / "configs" / "default.yaml").is_file()  # its `base:`
+    # the notebook and its kernel-metadata.json, ready for `kaggle kernels push`
+    meta = kernel.validate_kernel_metadata(tmp_path / "imc-submission")
+    assert meta["id"] == "tester/imc-submission" and meta["machine_shape"] == "NvidiaTeslaT4"
+    assert meta["enable_gpu"] is True and meta["enable_internet"] is False
+    assert meta["competition_sources"] == ["image-matching-challenge-2023"]
+    assert meta["dataset_sources"] == [f"tester/{slug}" for slug in ("imc-wheels", "imc-weights", "imc-project")]
+    assert (tmp_path / "imc-submission" / "submission.ipynb").read_bytes() == (REPO / "submission.ipynb").read_bytes()
+    assert f"kaggle kernels push -p {tmp_path / 'imc-submission'}" in out.out
 
 
 def test_offline_build_copies_wheels_from_find_links(tmp_path, capsys):
@@ -110,7 +119,32 @@ def test_offline_build_copies_wheels_from_find_links(tmp_path, capsys):
                        "--only", "imc-wheels"]) == 0
     assert (tmp_path / "out" / "imc-wheels" / fake.name).read_bytes() == fake.read_bytes()
     err = capsys.readouterr().err
-    assert "MISSING kornia==" not in err and "MISSING pycolmap==4.2.1" in err
+    assert "MISSING kornia==" not in err  # one pure-Python wheel serves 3.12 and 3.13
+    assert "MISSING pycolmap==4.2.1 (python 3.12" in err and "MISSING pycolmap==4.2.1 (python 3.13" in err
+
+
+def test_compiled_wheels_for_both_pythons_side_by_side(tmp_path, capsys):
+    """cp312 and cp313 wheels lie side by side; pip, given the folder, picks the running Python's."""
+    local = tmp_path / "local"
+    tag = "{0}-{0}-manylinux_2_28_x86_64"
+    wheels = {v: make_wheel(local, "pycolmap", "4.2.1", tag=tag.format(f"cp{v}")) for v in ("312", "313")}
+    make_wheel(local, "kornia_rs", "0.2.0", tag=tag.format("cp312"))  # no 3.13 build
+    out = tmp_path / "out"
+    assert build.main(["--offline", "--find-links", str(local), "--out", str(out), "--only", "imc-wheels"]) == 0
+    folder = out / "imc-wheels"
+    assert {p.name for p in folder.glob("pycolmap-*.whl")} == {w.name for w in wheels.values()}
+    err = capsys.readouterr().err
+    assert "MISSING kornia_rs==0.2.0 (python 3.13" in err and "MISSING kornia_rs==0.2.0 (python 3.12" not in err
+    for version, wheel in (("3.12", wheels["312"]), ("3.13", wheels["313"])):  # what pip picks on Kaggle
+        dest = tmp_path / f"pick-{version}"
+        cmd = pip_download_command("pycolmap==4.2.1", dest, Target(python_version=version,
+                                   platform="manylinux_2_35_x86_64"), find_links=folder)
+        subprocess.run(cmd, check=True, capture_output=True)
+        assert [p.name for p in dest.glob("*.whl")] == [wheel.name]
+    # a rebuild for 3.12 only drops the 3.13 wheel (stale wheels would confuse pip)
+    assert build.main(["--offline", "--find-links", str(local), "--out", str(out), "--only", "imc-wheels",
+                       "--python-version", "3.12"]) == 0
+    assert [p.name for p in folder.glob("pycolmap-*.whl")] == [wheels["312"].name]
 
 
 def test_bundled_and_preinstalled_cover_pyproject_dependencies():
@@ -126,8 +160,12 @@ def test_bundled_and_preinstalled_cover_pyproject_dependencies():
 
 
 def test_target_platform_tags_and_download_command(monkeypatch):
+    assert [t.python_version for t in targets_from_env()] == ["3.12", "3.13"]
+    assert [t.python_version for t in targets_from_env("3.13, 3.12,3.13")] == ["3.13", "3.12"]
+    with pytest.raises(ValueError, match="3.12"):
+        targets_from_env("py3")
     monkeypatch.setenv("IMC_KAGGLE_PYTHON_VERSION", "3.11")
-    target = Target.from_env(platform="manylinux_2_28_x86_64")
+    (target,) = targets_from_env(platform="manylinux_2_28_x86_64")
     assert target.python_version == "3.11"
     tags = target.platform_tags()
     assert tags[0] == "manylinux_2_28_x86_64" and "manylinux_2_17_x86_64" in tags and "manylinux2014_x86_64" in tags
@@ -149,3 +187,37 @@ def test_failed_download_is_a_clear_error(tmp_path, capsys):
         download_wheel(BundledWheel(requirement="pycolmap==4.2.1", reason="test"), tmp_path / "dest",
                        Target(python_version="3.12", platform="manylinux_2_35_x86_64"), find_links=local)
     assert not list((tmp_path / "dest").glob("*.whl"))
+
+
+GOOD_KERNEL = kernel.make_kernel_metadata(owner="someone", datasets=["imc-wheels", "imc-weights", "imc-project"])
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"enable_internet": True}, "enable_internet must be false"),
+    ({"enable_gpu": "false"}, "enable_gpu must be true"),
+    ({"machine_shape": "NvidiaTeslaP100"}, "NvidiaTeslaT4.*sm_60"),
+    ({"competition_sources": []}, "must include 'image-matching-challenge-2023'"),
+    ({"title": "Another title"}, "gives the slug 'another-title'"),
+    ({"id": "someone/x"}, "id must be"),
+    ({"code_file": "missing.ipynb"}, "not found next to"),
+    ({"code_file": "submission.py"}, "does not fit kernel_type"),
+    ({"kernel_type": "app"}, "kernel_type must be"),
+    ({"dataset_sources": ["imc-wheels"]}, "must be '<owner>/<dataset-slug>'"),
+    ({"is_private": "yes"}, "is_private must be true or false"),
+])
+def test_kernel_metadata_problems_are_named(tmp_path, change, message):
+    (tmp_path / "submission.ipynb").write_text("{}")
+    (tmp_path / "submission.py").write_text("")
+    (tmp_path / kernel.KERNEL_METADATA_FILE).write_text(json.dumps({**GOOD_KERNEL, **change}))
+    with pytest.raises(MetadataError, match=message):
+        kernel.validate_kernel_metadata(tmp_path)
+
+
+def test_kernel_metadata_valid_and_string_booleans(tmp_path):
+    (tmp_path / "submission.ipynb").write_text("{}")
+    (tmp_path / kernel.KERNEL_METADATA_FILE).write_text(json.dumps(GOOD_KERNEL))
+    assert kernel.validate_kernel_metadata(tmp_path) == GOOD_KERNEL
+    as_strings = {**GOOD_KERNEL, "enable_gpu": "true", "enable_internet": "false", "is_private": "true"}
+    assert kernel.kernel_metadata_problems(as_strings, tmp_path) == []  # the CLI's documented example style
+    assert kernel.submission_problems(as_strings) == []
+    assert kernel.title_slug("  IMC  Submission v2 ") == "imc-submission-v2"

@@ -1,14 +1,17 @@
 """submission.ipynb end to end, as Kaggle runs it, but on CPU, offline, against a fake /kaggle/input.
 
-The fake ``/kaggle/input`` (in tmp_path) holds:
+The fake ``/kaggle/input`` (in tmp_path) holds, in two layouts (classic ``<input>/<slug>/``; nested
+``<input>/competitions/<slug>/`` + ``<input>/datasets/<owner>/<slug>/`` + the ALIKED checkpoint as a
+Kaggle Model under ``<input>/aliked/pytorch/aliked-n16/1/``):
 
 - ``image-matching-challenge-2023/test/demo/<scene>/images/``: 3 views of each demo scene
-  (imc/demo_data) and ``sample_submission.csv`` listing them, as in the competition;
+  (imc/demo_data) and ``sample_submission.csv`` listing them, as in the competition; in the classic
+  layout also ``train/`` (3 courtyard views + ``train_labels.csv``) for the commit-time debug run;
 - ``imc-wheels``, ``imc-weights``, ``imc-project``: built by ``kaggle_datasets.build --offline``.
 
-The notebook's parameters are injected papermill-style (a cell after the ``parameters`` cell) and
-point at that folder, with the demo config shipped in ``imc-project/configs`` and small image
-sizes. Its install cell runs the Kaggle commands unchanged: ``pip install --no-index --no-deps
+The notebook's parameters are injected papermill-style (a cell after the ``parameters`` cell): only
+``INPUT_ROOT`` points at that folder (every input is discovered by content), with the demo config
+shipped in ``imc-project/configs`` and small image sizes. Its install cell runs the Kaggle commands unchanged: ``pip install --no-index --no-deps
 --find-links <imc-wheels> -r requirements.txt`` and ``pip install --no-index --no-deps
 --force-reinstall --find-links <imc-project> imc``. The network is off for the kernel: pip config
 and ``PIP_*`` variables are cleared and proxies point at a closed port; ``--no-index`` means pip
@@ -88,8 +91,8 @@ def layered_venv(path: Path) -> Path:
 
 
 def offline_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.upper().startswith("PIP_") and k not in ("PYTHONPATH", "IMC_WEIGHTS_DIR", "VIRTUAL_ENV")}
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("PIP_")
+           and k not in ("PYTHONPATH", "IMC_WEIGHTS_DIR", "VIRTUAL_ENV", "KAGGLE_IS_COMPETITION_RERUN")}
     closed = "http://127.0.0.1:9"
     env.update(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1", HTTP_PROXY=closed,
                HTTPS_PROXY=closed, http_proxy=closed, https_proxy=closed, NO_PROXY="", no_proxy="")
@@ -108,29 +111,62 @@ def outputs_text(cell: nbformat.NotebookNode) -> str:
     return "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream")
 
 
+def fake_train(competition: Path) -> None:
+    """``train/`` with 3 views of demo/courtyard and their labels: the commit-time debug run's subset."""
+    train = competition / "train"
+    with open(DEMO / "train_labels.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        fields = reader.fieldnames
+        rows = [r for r in reader if r["scene"] == "courtyard" and Path(r["image_path"]).stem in VIEWS]
+    train.mkdir(parents=True)
+    with open(train / "train_labels.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        for r in rows:
+            (train / r["image_path"]).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(DEMO / r["image_path"], train / r["image_path"])
+            w.writerow(r)
+
+
+def kaggle_layout(kaggle_input: Path, layout: str) -> tuple[Path, Path, list[Path]]:
+    """(competition folder, datasets folder, weights folders) of the fake ``/kaggle/input``:
+    ``classic``: ``<input>/<slug>/`` for the competition and every dataset;
+    ``nested``: ``<input>/competitions/<slug>/``, ``<input>/datasets/<owner>/<slug>/`` and the ALIKED
+    checkpoint moved to a Kaggle Models folder (``<input>/aliked/pytorch/aliked-n16/1/``)."""
+    if layout == "classic":
+        return kaggle_input / "image-matching-challenge-2023", kaggle_input, [kaggle_input / "imc-weights"]
+    models = kaggle_input / "aliked" / "pytorch" / "aliked-n16" / "1"
+    return (kaggle_input / "competitions" / "image-matching-challenge-2023", kaggle_input / "datasets" / "tester",
+            [models, kaggle_input / "datasets" / "tester" / "imc-weights"])
+
+
 @pytest.mark.slow
-def test_notebook_writes_a_complete_scored_submission(tmp_path):
+@pytest.mark.parametrize("layout", ["classic", "nested"])
+def test_notebook_writes_a_complete_scored_submission(tmp_path, layout):
     if not (DEMO / "train_labels.csv").is_file():
         pytest.skip("imc/demo_data not generated")
     kaggle_input = tmp_path / "kaggle" / "input"
-    competition = kaggle_input / "image-matching-challenge-2023"
+    competition, datasets, weights_dirs = kaggle_layout(kaggle_input, layout)
     competition.mkdir(parents=True)
     labels = tmp_path / "labels.csv"
     sample = fake_competition(competition, labels)
-    assert build.main(["--offline", "--out", str(kaggle_input), "--owner", "tester"]) == 0
+    if layout == "classic":
+        fake_train(competition)
+    assert build.main(["--offline", "--out", str(datasets), "--owner", "tester"]) == 0
+    if layout == "nested":  # weights spread over two folders
+        weights_dirs[0].mkdir(parents=True)
+        shutil.move(datasets / "imc-weights" / "aliked-n16.pth", weights_dirs[0] / "aliked-n16.pth")
 
     working = tmp_path / "kaggle" / "working"
     working.mkdir()
-    params = {
-        "COMPETITION_DIR": str(competition),
-        "WHEELS_DIR": str(kaggle_input / "imc-wheels"),
-        "PROJECT_DIR": str(kaggle_input / "imc-project"),
-        "WEIGHTS_DIR": str(kaggle_input / "imc-weights"),
-        "CONFIG": str(kaggle_input / "imc-project" / "configs" / "demo.yaml"),
-        "OVERRIDES": ["features.aliked.resize_max=320", "features.aliked.max_num_keypoints=256", "progress=false"],
+    params = {  # every input is left to discovery under INPUT_ROOT
+        "INPUT_ROOT": str(kaggle_input),
+        "CONFIG": "demo.yaml",  # by name, from the discovered imc-project/configs
+        "OVERRIDES": ["features.aliked.resize_max=320", "features.aliked.max_num_keypoints=256", "progress=false", "torch_threads=1"],
         "WORK_DIR": str(tmp_path / "work"),
         "SUBMISSION_PATH": str(working / "submission.csv"),
         "INSTALL": True,
+        "DEBUG_IMAGES": 3,
     }
     nb = nbformat.read(REPO / "submission.ipynb", as_version=4)
     inject_parameters(nb, params)
@@ -144,17 +180,28 @@ def test_notebook_writes_a_complete_scored_submission(tmp_path):
 
     cells = {c.get("id"): c for c in nbformat.read(nb_out, as_version=4).cells}
     install, configure = outputs_text(cells["install"]), outputs_text(cells["configure"])
-    assert "--no-index" in install and "imc-wheels" in install and "imc-0.1.0-py3-none-any.whl" in install
+    assert "--no-index" in install and str(datasets / "imc-wheels") in install
+    assert "imc-0.1.0-py3-none-any.whl" in install
+    assert f"competition: {competition}" in install and f"project: {datasets / 'imc-project'}" in install
+    assert f"weights: {', '.join(map(str, weights_dirs))}" in install
     site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                           capture_output=True, text=True, check=True).stdout.strip()
     assert f"from {Path(site) / 'imc'}" in configure  # the wheel, not the repository
-    assert "2 scene(s), 6 image(s)" in configure
+    assert "commit run (checks raise)" in configure and "pre-flight:" in configure and "kornia 0.9.0" in configure
+    assert "2 scene(s), 6 image(s)" in configure and f"data root {competition / 'test'}" in configure
+    debug_text = outputs_text(cells["debug"])
+    if layout == "classic":  # train labels attached: a scored debug run before the real one
+        assert "debug run: 3 train image(s) of ['demo/courtyard']" in debug_text
+        assert "debug mAA" in debug_text and "demo/courtyard" in debug_text
+    else:
+        assert "debug run skipped: no usable train labels" in debug_text
     for text in (outputs_text(cells["run"]), outputs_text(cells["write"])):  # CLI and notebook tables
         assert "registered" in text and "demo/boxes" in text and "demo/courtyard" in text
+    assert "submission: run ->" in outputs_text(cells["run"])
     assert "6 rows (complete)" in outputs_text(cells["write"])
 
     run_conf = yaml.safe_load((tmp_path / "work" / "run" / "config.yaml").read_text())
-    assert run_conf["weights_dir"] == params["WEIGHTS_DIR"] and run_conf["features"]["resize_max"] == 320
+    assert run_conf["weights_dir"] == [str(d) for d in weights_dirs] and run_conf["features"]["aliked"]["resize_max"] == 320
     summary = json.loads((tmp_path / "work" / "run" / "summary.json").read_text())
     assert [s["status"] for s in summary["scenes"]] == ["ok", "ok"]
 

@@ -1,4 +1,7 @@
-"""Score a submission CSV against labels with the IMC 2023 mAA: ``python -m eval score``.
+"""Score a submission CSV against labels: ``python -m eval score [--metric imc2023|imc2024|imc2025]``.
+
+``imc2023`` (the default) is implemented here; ``imc2024`` and ``imc2025`` (camera-centre metrics)
+live in :mod:`eval.imc2024` and :mod:`eval.imc2025` and are dispatched through :data:`METRICS`.
 
 scene mAA = mean accuracy over the scene's threshold pairs (:mod:`eval.metric`); dataset mAA = mean
 of its scenes; overall = mean of the datasets. Thresholds come from ``configs/thresholds.yaml``
@@ -30,6 +33,23 @@ from eval.submission import (
 from eval.thresholds import Thresholds, ThresholdsError, load_thresholds
 
 EXIT_BAD_INPUT = 2
+DEFAULT_METRIC = "imc2023"
+# metric -> "module:function" scoring (submission, labels, thresholds_path) -> report; imported on use.
+METRICS: dict[str, str] = {
+    "imc2023": "eval.score:score",
+    "imc2024": "eval.imc2024:score",
+    "imc2025": "eval.imc2025:score",
+}
+
+
+def metric_function(name: str):
+    """The scoring function of metric ``name`` (see :data:`METRICS`)."""
+    import importlib
+
+    if name not in METRICS:
+        raise ValueError(f"unknown metric {name!r}; known: {', '.join(METRICS)}")
+    module, func = METRICS[name].split(":")
+    return getattr(importlib.import_module(module), func)
 
 
 @dataclass(kw_only=True)
@@ -196,11 +216,15 @@ def score_scene(gt: ScenePoses, pred: ScenePoses, thresholds: Thresholds) -> Sce
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m eval score",
-        description="Score an IMC 2023 submission CSV against labels (mAA over pose-error thresholds).",
+        description="Score a submission CSV against labels: IMC 2023 pairwise-pose mAA (default), or the "
+        "IMC 2024 / IMC 2025 camera-centre metrics.",
     )
+    parser.add_argument("--metric", choices=list(METRICS), default=DEFAULT_METRIC,
+                        help="imc2023 (default), imc2024 (per-dataset centre mAA) or imc2025 (clusters + centres)")
     parser.add_argument("--submission", required=True, type=Path, help="submission CSV")
     parser.add_argument("--labels", required=True, type=Path, help="labels CSV (Kaggle train_labels format)")
-    parser.add_argument("--thresholds", type=Path, default=None, help="thresholds YAML (default: configs/thresholds.yaml)")
+    parser.add_argument("--thresholds", type=Path, default=None, help="thresholds file (default: configs/thresholds.yaml; imc2024: configs/thresholds_imc2024.yaml; "
+                        "imc2025: configs/thresholds_imc2025.csv, Kaggle's train_thresholds.csv format)")
     parser.add_argument("--scenes", default=None, help="comma-separated dataset/scene names to score (default: all labelled)")
     parser.add_argument("--json", type=Path, default=None, help="write the report as JSON here")
     parser.add_argument("--plot", type=Path, default=None, help="write per-scene error plots (PNG) into this folder")
@@ -209,6 +233,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
+    if args.metric != DEFAULT_METRIC:
+        return _main_centres(args)
     scenes = [s.strip() for s in args.scenes.split(",") if s.strip()] if args.scenes else None
     try:
         with warnings.catch_warnings():
@@ -230,4 +256,29 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         paths = plot_error_distributions(report, args.plot)
         print(f"wrote {len(paths)} plot(s) to {args.plot}")
+    return 0
+
+
+def _main_centres(args: argparse.Namespace) -> int:
+    """``--metric imc2024|imc2025``: score, print the table, write the JSON."""
+    if args.scenes or args.plot:
+        print(f"error: --scenes and --plot apply to imc2023 only, not {args.metric}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    try:
+        report = metric_function(args.metric)(args.submission, args.labels, args.thresholds)
+    except (SubmissionError, LabelsError, ThresholdsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    for message in report.warnings:
+        if "quirk" not in message:  # the quirk is already logged by the metric
+            print(f"warning: {message}", file=sys.stderr)
+    print(report.format_table())
+    if args.json is not None:
+        from imc.io_utils import atomic_write_text
+
+        atomic_write_text(args.json, report.to_json() + "\n")
+        print(f"wrote {args.json}")
     return 0

@@ -44,9 +44,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UnknownPresetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    from .scene import render_scene
+    from .mixed import MIXED
 
     start = time.perf_counter()
+    if preset.name in MIXED:
+        if args.scene:
+            print(f"error: --scene does not apply to --preset {preset.name} (its scenes share one folder)", file=sys.stderr)
+            return 2
+        from .mixed import MixedOutputError, render_mixed
+
+        try:
+            labels = render_mixed(preset.name, args.seed, args.out, progress=True)
+        except MixedOutputError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"rendered {len(labels)} images of preset {preset.name!r} (seed {args.seed}) into "
+              f"{args.out}/{preset.dataset}/ in {time.perf_counter() - start:.1f} s; labels: {args.out}/train_labels.csv "
+              f"(IMC 2025 columns), thresholds: {args.out}/train_thresholds.csv")
+        return 0
+    from .scene import render_scene
+
     n_images = 0
     for name in names:
         labels = render_scene(preset, args.seed, args.out, scene=name, progress=True)

@@ -98,6 +98,17 @@ PRESETS: dict[str, SynthPreset] = {
         jpeg_quality=90,
         texture_scale=0.75,
     ),
+    "mixed": SynthPreset(
+        name="mixed",
+        description="IMC 2025 style: 2 scenes x 10 views + 5 outlier views (each its own scene) in ONE "
+        "dataset folder <out>/mixed-synth/*.png, labels with scene=outliers (see eval/synth/mixed.py)",
+        dataset="mixed-synth",
+        scenes=(SynthScene(name="boxes", layout=Layout.BOXES), SynthScene(name="courtyard", layout=Layout.COURTYARD)),
+        camera=CameraRig(n_images=10, width=480, height=360, arc_deg=40.0, elevation_deg=(18.0, 28.0),
+                         distance_m=(4.5, 5.5), overlap=0.95, focal_px=(450.0, 480.0)),
+        effects=Degradation(brightness_jitter=0.05),
+        image_format=ImageFormat.PNG,
+    ),
     "demo": SynthPreset(
         name="demo",
         description="the shipped demo data (imc/demo_data): 2 scenes x 9 views at 640x480, easy-to-medium",

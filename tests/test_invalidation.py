@@ -1,7 +1,7 @@
 """Config change safety: a changed parameter invalidates exactly its stage and the stages after it.
 
 Checked over every leaf key of every stage section of ``configs/default.yaml`` with
-``imc.fingerprints.compute``, then end to end: an identical rerun extracts and matches nothing,
+``imc.stages.fingerprints``, then end to end: an identical rerun extracts and matches nothing,
 and a verification-only change recomputes verification (and mapping) only.
 """
 

@@ -5,6 +5,13 @@ Resumable per image: an image already stored with the same content hash is skipp
 that this extractor cannot process gets an empty entry with an ``error`` attribute (recorded,
 cached, retried only when its bytes change): it costs only this extractor's keypoints for that
 image, never the scene.
+
+A CUDA out-of-memory error is a property of the device, not of the image: the image is retried at
+``resize_max`` x each of ``runtime.oom_retry_scales``, then on the CPU, and never cached as an error
+(the item records ``oom_fallback``). Images are decoded ahead in a background thread
+(``runtime.prefetch_images``). Under a time budget the stage checks its clock after every image
+(:class:`imc.budget.StageClock`): it asks for the scene's fallback settings, or stops, leaving the
+images not extracted to a later run.
 """
 
 from __future__ import annotations
@@ -20,9 +27,13 @@ from tqdm.auto import tqdm
 from .features import Extractor
 from .features import get as get_extractor
 from .h5io import ResumableH5, escape
-from .images import ImageReadError, read_image
+from .images import ImageReadError, LoadedImage, read_image
 from .io_utils import file_sha1
+from .loader import prefetch
 from .scenes import Scene
+
+if TYPE_CHECKING:
+    from .budget import StageClock
 
 if TYPE_CHECKING:
     from .pipeline import SceneContext
@@ -47,9 +58,8 @@ def to_original_pixels(kpts: np.ndarray, scale: tuple[float, float]) -> np.ndarr
     return out
 
 
-def extract_one(extractor: Extractor, model: Any, path: Path, conf: dict[str, Any], device: torch.device, *,
-                exif_transpose: bool = False) -> dict[str, np.ndarray]:
-    loaded = read_image(path, resize_max=conf["resize_max"], exif_transpose=exif_transpose)
+def features_of(extractor: Extractor, model: Any, loaded: LoadedImage, conf: dict[str, Any],
+                device: torch.device) -> dict[str, np.ndarray]:
     feats = extractor.extract(model, loaded.rgb, conf, device)
     return {"keypoints": to_original_pixels(feats.keypoints, loaded.scale),
             "descriptors": feats.descriptors.astype(np.float32, copy=False),
@@ -57,12 +67,52 @@ def extract_one(extractor: Extractor, model: Any, path: Path, conf: dict[str, An
             "image_size": np.array(loaded.original_size, dtype=np.int64)}
 
 
+def extract_one(extractor: Extractor, model: Any, path: Path, conf: dict[str, Any], device: torch.device, *,
+                exif_transpose: bool = False) -> dict[str, np.ndarray]:
+    loaded = read_image(path, resize_max=conf["resize_max"], exif_transpose=exif_transpose)
+    return features_of(extractor, model, loaded, conf, device)
+
+
+def _free_cuda() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def extract_with_oom_fallback(extractor: Extractor, model_on: Callable[[torch.device], Any], loaded: LoadedImage,
+                              path: Path, conf: dict[str, Any], device: torch.device, *, exif_transpose: bool,
+                              retry_scales: list[float]) -> tuple[dict[str, np.ndarray], str]:
+    """Features of one image; after a CUDA out-of-memory error, again at ``resize_max`` x each scale, then on
+    the CPU at full size. Returns the arrays and what it fell back to ("" when nothing)."""
+    attempts: list[tuple[str, float, torch.device]] = [("", 1.0, device)]
+    attempts += [(f"resize_max={int(conf['resize_max'] * s)}", s, device) for s in retry_scales]
+    cpu = torch.device("cpu")
+    attempts.append(("cpu", 1.0, cpu))
+    for i, (note, scale, dev) in enumerate(attempts):
+        try:
+            if scale != 1.0:
+                loaded = read_image(path, resize_max=max(32, int(conf["resize_max"] * scale)),
+                                    exif_transpose=exif_transpose)
+            elif i > 0:
+                loaded = read_image(path, resize_max=conf["resize_max"], exif_transpose=exif_transpose)
+            return features_of(extractor, model_on(dev), loaded, conf, dev), note
+        except torch.cuda.OutOfMemoryError as exc:
+            _free_cuda()
+            if i == len(attempts) - 1:
+                raise
+            log.warning("features: %s: CUDA out of memory (%s); retrying with %s", path.name, str(exc).split("\n")[0],
+                        attempts[i + 1][0])
+    raise AssertionError("unreachable")
+
+
 def main(conf: dict[str, Any], scene: Scene, features_path: Path, *, extractor: str,
-         load_model: Callable[[], Any], device: torch.device, sha1s: dict[str, str] | None = None,
-         exif_transpose: bool = False, progress: bool = True) -> Path:
+         load_model: Callable[[torch.device], Any], device: torch.device, sha1s: dict[str, str] | None = None,
+         exif_transpose: bool = False, progress: bool = True, prefetch_images: int = 0,
+         oom_retry_scales: list[float] | None = None, clock: "StageClock | None" = None) -> Path:
     """Extract ``extractor``'s features (``conf`` = ``features.<extractor>``) for every image of ``scene``.
 
-    ``load_model`` is called only when some image needs extracting: a fully cached scene loads no network.
+    ``load_model(device)`` is called only when some image needs extracting: a fully cached scene loads no
+    network. ``clock``: the stage's time allowance (raises :class:`imc.budget.FallBack`, or stops early and
+    records it in ``clock.cut``).
     """
     adapter = get_extractor(extractor)
     store = ResumableH5(features_path)
@@ -70,13 +120,31 @@ def main(conf: dict[str, Any], scene: Scene, features_path: Path, *, extractor: 
     todo = store.pending({escape(p): {"image_sha1": sha1s[p]} for p in scene.image_paths})
     log.info("features: %d/%d images to extract (%s) -> %s", len(todo), len(scene.image_paths), extractor,
              features_path.name)
-    model = load_model() if todo else None
+    models: dict[torch.device, Any] = {}
+
+    def model_on(dev: torch.device) -> Any:
+        if dev not in models:
+            models[dev] = load_model(dev)
+        return models[dev]
+
+    if todo:
+        model_on(device)
     dim = adapter.descriptor_dim(conf)
     by_key = {escape(p): p for p in scene.image_paths}
-    for key in tqdm(todo, desc=f"features {extractor} {scene.name}", unit="img", disable=not progress):
+    read = lambda key: read_image(scene.file(by_key[key]), resize_max=conf["resize_max"],  # noqa: E731
+                                  exif_transpose=exif_transpose)
+    bar = tqdm(total=len(todo), desc=f"features {extractor} {scene.name}", unit="img", disable=not progress)
+    for done, (key, loaded) in enumerate(prefetch(read, todo, prefetch_images)):
+        if clock is not None and clock.check(done, len(todo)):
+            clock.cut = f"{done}/{len(todo)} images extracted in {clock.elapsed():.1f} s, its share of the scene's cap"
+            log.warning("features %s: time share used up: %s; the rest is left to a later run", extractor, clock.cut)
+            break
         image_path = by_key[key]
+        oom_note = ""
         try:
-            arrays = extract_one(adapter, model, scene.file(image_path), conf, device, exif_transpose=exif_transpose)
+            arrays, oom_note = extract_with_oom_fallback(adapter, model_on, loaded(), scene.file(image_path), conf,
+                                                         device, exif_transpose=exif_transpose,
+                                                         retry_scales=list(oom_retry_scales or []))
             error = ""
         except torch.cuda.OutOfMemoryError:
             raise  # a property of the device, not of the image: never cached as the image's error
@@ -86,17 +154,28 @@ def main(conf: dict[str, Any], scene: Scene, features_path: Path, *, extractor: 
             arrays = {"keypoints": np.zeros((0, 2), np.float32), "descriptors": np.zeros((0, dim), np.float32),
                       "scores": np.zeros((0,), np.float32), "image_size": np.zeros(2, np.int64)}
             error = str(exc)
-        store.put(key, arrays, {"image_sha1": sha1s[image_path], "error": error,
-                                "num_keypoints": len(arrays["keypoints"])})
+        attrs = {"image_sha1": sha1s[image_path], "error": error, "num_keypoints": len(arrays["keypoints"])}
+        if oom_note:
+            attrs["oom_fallback"] = oom_note
+        store.put(key, arrays, attrs)
+        bar.update(1)
+    bar.close()
     return store.finalize()
 
 
 def run_stage(ctx: "SceneContext", ext: str) -> Path:
     conf = ctx.conf["features"][ext]
     adapter = get_extractor(ext)
-    return main(conf, ctx.scene, ctx.plan.path("features", ext), extractor=ext, device=ctx.device, sha1s=ctx.sha1s,
-                load_model=lambda: ctx.networks.get(f"extractor:{ext}", conf, adapter.load),
-                exif_transpose=ctx.conf["features"]["exif_transpose"], progress=ctx.progress)
+    runtime = ctx.conf["runtime"]
+    clock = ctx.clock.stage("features") if ctx.clock is not None else None
+    path = main(conf, ctx.scene, ctx.plan.path("features", ext), extractor=ext, device=ctx.device, sha1s=ctx.sha1s,
+                load_model=lambda dev: ctx.networks.get(f"extractor:{ext}", conf, adapter.load, device=dev),
+                exif_transpose=ctx.conf["features"]["exif_transpose"], progress=ctx.progress,
+                prefetch_images=int(runtime["prefetch_images"]), oom_retry_scales=list(runtime["oom_retry_scales"]),
+                clock=clock)
+    if clock is not None and clock.cut:
+        ctx.clock.cut.append(f"features {ext}: {clock.cut}")
+    return path
 
 
-__all__ = ["main", "run_stage", "extract_one", "image_sha1", "to_original_pixels", "MISSING_SHA1"]
+__all__ = ["main", "run_stage", "extract_one", "extract_with_oom_fallback", "features_of", "image_sha1", "to_original_pixels", "MISSING_SHA1"]

@@ -38,9 +38,13 @@ class Networks:
         self.weights_dir, self.device = weights_dir, device
         self._cache: dict[str, Any] = {}
 
-    def get(self, key: str, conf: Any, load: Callable[..., Any]) -> Any:
-        """``load(conf, weights_dir=..., device=...)`` once per (``key``, ``conf``)."""
+    def get(self, key: str, conf: Any, load: Callable[..., Any], *, device: torch.device | None = None) -> Any:
+        """``load(conf, weights_dir=..., device=...)`` once per (``key``, ``conf``, device); ``device``
+        defaults to the run's (another one: e.g. the CPU after a CUDA out-of-memory error)."""
+        device = self.device if device is None else torch.device(device)
         cache_key = f"{key}:{json.dumps(conf, sort_keys=True, default=str)}"
+        if device != self.device:
+            cache_key += f"@{device}"
         if cache_key not in self._cache:
-            self._cache[cache_key] = load(conf, weights_dir=self.weights_dir, device=self.device)
+            self._cache[cache_key] = load(conf, weights_dir=self.weights_dir, device=device)
         return self._cache[cache_key]

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from . import csv_writer, stages
-from .budget import Budget
+from .budget import Budget, FallBack, SceneBudget, SceneClock
 from .config import ConfigError, apply_overrides, dump_config, read_yaml, validate
 from .extract import image_sha1
 from .fuse import read_images
@@ -44,6 +44,7 @@ class SceneReport:
     paths: dict[str, str] = field(default_factory=dict)  # output key (stages.key) -> path
     fingerprints: dict[str, str] = field(default_factory=dict)
     overrides: list[str] = field(default_factory=list)
+    budget: list[str] = field(default_factory=list)  # what the time budget did: cap, fallbacks, stages cut short
 
     @property
     def name(self) -> str:
@@ -62,10 +63,11 @@ class SceneContext:
     device: torch.device
     progress: bool = True
     budget_cap_s: float | None = None
+    clock: SceneClock | None = None  # the scene's cap counted from its start (None: no budget)
 
 
 def scene_context(conf: dict[str, Any], scene: Scene, networks: Networks, device: torch.device, *,
-                  budget_cap_s: float | None = None) -> SceneContext:
+                  budget_cap_s: float | None = None, clock: SceneClock | None = None) -> SceneContext:
     sha1s = {p: image_sha1(scene.file(p)) for p in scene.image_paths}
     scene_dir = Path(conf["cache_dir"]) / scene.dataset / scene.scene
     plan = stages.plan(conf, scene_dir, sha1s)
@@ -73,7 +75,7 @@ def scene_context(conf: dict[str, Any], scene: Scene, networks: Networks, device
     clean_stale_tmp(scene_dir)
     stages.write_sidecars(conf, plan)
     return SceneContext(conf=conf, scene=scene, plan=plan, sha1s=sha1s, networks=networks, device=device,
-                        progress=bool(conf.get("progress", True)), budget_cap_s=budget_cap_s)
+                        progress=bool(conf.get("progress", True)), budget_cap_s=budget_cap_s, clock=clock)
 
 
 def run_one(ctx: SceneContext, stage: stages.Stage, ext: str | None) -> tuple[Path, float]:
@@ -175,7 +177,7 @@ def prepare_output(conf: dict[str, Any]) -> Path:
     output = Path(conf["output"])
     output.mkdir(parents=True, exist_ok=True)
     saved = output / "config.yaml"
-    ignore = {"progress", "overwrite"}
+    ignore = {"progress", "overwrite", "runtime"}
     if saved.exists() and not conf.get("overwrite", False):
         previous = {k: v for k, v in read_yaml(saved).items() if k not in ignore}
         current = {k: v for k, v in json.loads(json.dumps(conf, default=str)).items() if k not in ignore}
@@ -203,6 +205,53 @@ def setup_torch(conf: dict[str, Any]) -> torch.device:
     return device
 
 
+def run_scene(conf: dict[str, Any], scene: Scene, plan: SceneBudget, *, budget: Budget, networks: Networks,
+              device: torch.device, output: Path) -> tuple[SceneReport, dict[str, Pose]]:
+    """One scene within its budget: its stages, then once more with ``budget.fallback_overrides`` when
+    extraction will not fit; a failure is recorded in the report, never raised."""
+    report = SceneReport(dataset=scene.dataset, scene=scene.scene, n_images=len(scene.image_paths))
+    if plan.skip_reason:
+        report.status, report.error = "skipped_budget", plan.skip_reason
+        log.warning("scene %s skipped: %s", scene.name, report.error)
+        _write_report(output, report)
+        return report, {}
+    poses: dict[str, Pose] = {}
+    overrides = list(plan.overrides)
+    clock = budget.clock(plan)
+    with _SceneLog(output / "scenes" / scene.dataset / scene.scene / "log.txt"):
+        log.info("scene %s: %d images%s", scene.name, len(scene.image_paths),
+                 f", cap {plan.cap_s:.0f} s" if plan.cap_s is not None else "")
+        if plan.cap_s is not None:
+            report.budget.append(f"cap {plan.cap_s:.0f} s")
+        if overrides:
+            log.warning("scene %s: %.0f s left of the budget, using fallback %s", scene.name, budget.left(), overrides)
+        while True:
+            try:
+                scene_conf = validate(apply_overrides(conf, overrides)) if overrides else conf
+                report.overrides = list(overrides)
+                ctx = scene_context(scene_conf, scene, networks, device, budget_cap_s=plan.cap_s, clock=clock)
+                poses = process_scene(ctx, report)
+            except FallBack as exc:  # raised only while the fallback is still unused
+                overrides = list(conf["budget"]["fallback_overrides"])
+                assert clock is not None
+                clock.can_fall_back = False
+                report.budget.append(f"{exc}: scene rerun with {overrides}")
+                report.fallbacks = []
+                log.warning("scene %s: %s: rerunning it with %s", scene.name, exc, overrides)
+                continue
+            except Exception as exc:  # one scene's failure never costs the others their rows
+                report.status = "failed"
+                report.error = f"{type(exc).__name__}: {exc}"
+                log.error("scene %s failed: %s\n%s", scene.name, report.error, traceback.format_exc())
+            break
+        if clock is not None and clock.cut:
+            report.budget += [f"cut short: {c}" for c in clock.cut]
+        log.info("scene %s: %s, %d/%d registered, %d model(s), seconds %s", scene.name, report.status,
+                 report.n_registered, report.n_images, report.n_models, report.seconds)
+    _write_report(output, report)
+    return report, poses
+
+
 def run(conf: dict[str, Any]) -> RunResult:
     conf = validate(conf)
     budget = Budget(conf=conf["budget"])
@@ -210,47 +259,51 @@ def run(conf: dict[str, Any]) -> RunResult:
     scenes = discover_scenes(root=conf["data"]["root"], sample_submission=conf["data"].get("sample_submission"),
                              only=conf["data"].get("scenes") or None)
     device = setup_torch(conf)
-    networks = Networks(weights_dir=conf.get("weights_dir"), device=device)
+    workers = workers_for(conf, device)
+    budget.workers = len(workers)
     poses_by_scene: dict[str, dict[str, Pose]] = {}
-    reports: list[SceneReport] = []
+    reports: dict[str, SceneReport] = {}
     csv_path = output / "submission.csv"
     csv_writer.main(scenes, poses_by_scene, csv_path)  # complete from the start: placeholders everywhere
-    log.info("run: %d scene(s), %d image(s), device %s -> %s", len(scenes),
-             sum(len(s.image_paths) for s in scenes), device, output)
-    for scene in budget.order(scenes):
-        report = SceneReport(dataset=scene.dataset, scene=scene.scene, n_images=len(scene.image_paths))
-        plan = budget.for_scene()
-        if plan.skip_reason:
-            report.status, report.error = "skipped_budget", plan.skip_reason
-            log.warning("scene %s skipped: %s", scene.name, report.error)
-            reports.append(report)
-            _write_report(output, report)
-            continue
-        scene_conf = conf
-        if plan.overrides:
-            report.overrides = plan.overrides
-            scene_conf = validate(apply_overrides(conf, plan.overrides))
-            log.warning("scene %s: %.0f s left of the budget, using fallback %s", scene.name, budget.left(),
-                        plan.overrides)
-        with _SceneLog(output / "scenes" / scene.dataset / scene.scene / "log.txt"):
-            log.info("scene %s: %d images", scene.name, len(scene.image_paths))
-            try:
-                ctx = scene_context(scene_conf, scene, networks, device, budget_cap_s=plan.cap_s)
-                poses_by_scene[scene.name] = process_scene(ctx, report)
-            except Exception as exc:  # one scene's failure never costs the others their rows
-                report.status = "failed"
-                report.error = f"{type(exc).__name__}: {exc}"
-                log.error("scene %s failed: %s\n%s", scene.name, report.error, traceback.format_exc())
-            log.info("scene %s: %s, %d/%d registered, %d model(s), seconds %s", scene.name, report.status,
-                     report.n_registered, report.n_images, report.n_models, report.seconds)
-        reports.append(report)
-        _write_report(output, report)
+    log.info("run: %d scene(s), %d image(s), device %s, %d worker(s) -> %s", len(scenes),
+             sum(len(s.image_paths) for s in scenes), device, len(workers), output)
+    ordered = budget.order(scenes)
+    pending = [sum(len(s.image_paths) for s in ordered[i:]) for i in range(len(ordered))]  # images not started yet
+
+    def done(report: SceneReport, poses: dict[str, Pose]) -> None:
+        reports[report.name] = report
+        poses_by_scene[report.name] = poses
         csv_writer.main(scenes, poses_by_scene, csv_path)
-    seconds = time.perf_counter() - budget.t_start
+
+    if len(workers) == 1:
+        networks = Networks(weights_dir=conf.get("weights_dir"), device=device)
+        for i, scene in enumerate(ordered):
+            done(*run_scene(conf, scene, budget.for_scene(scene, pending[i]), budget=budget, networks=networks,
+                            device=device, output=output))
+    else:
+        from .workers import run_parallel
+
+        run_parallel(conf, ordered, pending, budget=budget, devices=workers, output=output, on_done=done)
+    report_list = [reports[s.name] for s in ordered if s.name in reports]
+    seconds = time.monotonic() - budget.t_start
     atomic_write_json(output / "summary.json", {
-        "scenes": [asdict(r) for r in reports], "seconds": round(seconds, 2), "versions": versions(),
-        "device": str(device), "submission": str(csv_path)})
-    return RunResult(output=output, submission=csv_path, reports=reports, seconds=seconds)
+        "scenes": [asdict(r) for r in report_list], "seconds": round(seconds, 2), "versions": versions(),
+        "device": str(device), "workers": [str(w) for w in workers], "submission": str(csv_path)})
+    return RunResult(output=output, submission=csv_path, reports=report_list, seconds=seconds)
+
+
+def workers_for(conf: dict[str, Any], device: torch.device) -> list[torch.device]:
+    """The device of each worker process: ``runtime.workers`` N (the run's device N times; CUDA: spread over
+    the visible GPUs) or ``auto`` (one per visible GPU on CUDA, else one)."""
+    n = conf["runtime"]["workers"]
+    gpus = torch.cuda.device_count() if device.type == "cuda" else 0
+    if n == "auto":
+        n = max(1, gpus)
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ConfigError(f"runtime.workers must be a positive integer or auto, got {n!r}")
+    if device.type == "cuda" and n > 1:
+        return [torch.device("cuda", i % gpus) for i in range(n)]
+    return [device] * n
 
 
 def run_stage_alone(conf: dict[str, Any], name: str, *, extractors: list[str] | None = None) -> list[str]:

@@ -4,7 +4,8 @@ Output folder (written under a temporary name, renamed when complete):
 ``database.db``, ``models/<k>/`` (every sub-model, COLMAP binary), ``poses.csv``
 (``image_path,model,rotation_matrix,translation_vector``; each image from the largest model
 that registered it), ``mapper.log`` (COLMAP's own log), ``run.json`` (the time cap the mapper ran
-under and whether it hit it: a capped result is recomputed when more time is given).
+under, whether it hit it, and ``partial``: the upstream stages were cut short by the time budget; a
+capped or partial result is recomputed when more time is given).
 """
 
 from __future__ import annotations
@@ -185,6 +186,8 @@ def is_complete(sfm_dir: Path, cap: float | None) -> bool:
         return False
     run = sfm_dir / "run.json"
     info = json.loads(run.read_text()) if run.is_file() else {}
+    if info.get("partial"):
+        return False  # its inputs were cut short: map again from what the stages have now
     if not info.get("hit_cap"):
         return True
     return cap is not None and cap <= float(info["cap_s"])
@@ -192,11 +195,12 @@ def is_complete(sfm_dir: Path, cap: float | None) -> bool:
 
 def main(conf: dict[str, Any], fused_path: Path, verified_path: Path, pairs_path: Path, image_root: Path,
          sfm_dir: Path, *, cameras: dict[str, Any], seed: int = 0, budget_cap_s: float | None = None,
-         progress: bool = True, desc: str = "mapping") -> Path:
+         partial: list[str] | None = None, progress: bool = True, desc: str = "mapping") -> Path:
     """Reconstruct into ``sfm_dir`` unless a complete one exists; return ``sfm_dir``.
 
     ``budget_cap_s`` (the time budget's share) caps the mapper without entering the fingerprint; a
     result cut short by it is recorded in ``run.json`` and recomputed when a later run has more time.
+    ``partial``: why the upstream stages are incomplete (stopped by the budget): recorded the same way.
     """
     cap = effective_cap(conf.get("max_runtime_seconds"), budget_cap_s)
     if is_complete(sfm_dir, cap):
@@ -232,12 +236,17 @@ def main(conf: dict[str, Any], fused_path: Path, verified_path: Path, pairs_path
         log.info("mapping: %d/%d images registered in %d model(s) %s", result.n_registered, len(ids),
                  result.n_models, result.model_sizes)
         write_poses_csv(tmp / "poses.csv", result)
-        atomic_write_json(tmp / "run.json", {"cap_s": cap, "seconds": round(seconds, 3),
-                                             "hit_cap": bool(cap is not None and seconds >= 0.95 * cap)})
+        info: dict[str, Any] = {"cap_s": cap, "seconds": round(seconds, 3),
+                                "hit_cap": bool(cap is not None and seconds >= 0.95 * cap)}
+        if partial:
+            info["partial"] = list(partial)
+        atomic_write_json(tmp / "run.json", info)
     return sfm_dir
 
 
 def run_stage(ctx: "SceneContext", ext: str | None = None) -> Path:
     return main(ctx.conf["sfm"], ctx.plan.path("fuse"), ctx.plan.path("verified"), ctx.plan.path("pairs"),
                 ctx.scene.root, ctx.plan.path("sfm"), cameras=ctx.conf["cameras"], seed=int(ctx.conf["seed"]),
-                budget_cap_s=ctx.budget_cap_s, progress=ctx.progress, desc=f"mapping {ctx.scene.name}")
+                budget_cap_s=ctx.clock.mapper_cap() if ctx.clock is not None else ctx.budget_cap_s,
+                partial=list(ctx.clock.cut) if ctx.clock is not None else None, progress=ctx.progress,
+                desc=f"mapping {ctx.scene.name}")

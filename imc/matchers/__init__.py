@@ -30,11 +30,23 @@ class Matcher(abc.ABC):
     def load(self, conf: dict[str, Any], *, weights_dir: str | os.PathLike | None, device: torch.device) -> Any:
         """``conf``: ``matchers.<name>`` merged with the extractor's entry."""
 
+    def prepare(self, f: dict[str, np.ndarray], device: torch.device) -> Any:
+        """One image's features as ``match`` takes them, made once per scene and kept (e.g. tensors on the
+        device across all the image's pairs). Default: the arrays themselves."""
+        return f
+
     @abc.abstractmethod
-    def match(self, model: Any, f0: dict[str, np.ndarray], f1: dict[str, np.ndarray],
-              device: torch.device) -> dict[str, np.ndarray]:
-        """Features with keypoints (original pixels), descriptors, image_size -> ``matches`` (M, 2)
-        int32 and ``scores`` (M,) float32."""
+    def match(self, model: Any, f0: Any, f1: Any, device: torch.device) -> dict[str, np.ndarray]:
+        """Prepared features (:meth:`prepare` of keypoints in original pixels, descriptors, image_size) ->
+        ``matches`` (M, 2) int32 and ``scores`` (M,) float32."""
+
+    def batch_key(self, f: Any) -> Any:
+        """Pairs whose two sides have equal keys may be matched in one call (None: never batched)."""
+        return None
+
+    def match_batch(self, model: Any, pairs: list[tuple[Any, Any]], device: torch.device) -> list[dict[str, np.ndarray]]:
+        """Several pairs of equal :meth:`batch_key` at once; default: one at a time."""
+        return [self.match(model, f0, f1, device) for f0, f1 in pairs]
 
 
 MATCHERS: Registry[Matcher] = Registry("matcher", __name__)

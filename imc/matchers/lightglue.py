@@ -57,18 +57,36 @@ class LightGlueMatcher(Matcher):
         state = rename_keys(torch.load(path, map_location="cpu", weights_only=True), net.conf.n_layers)
         return load_strict(net, state, name=str(path)).to(device)
 
+    def prepare(self, f: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
+        """The image's tensors on the device, kept there across its pairs."""
+        return {"keypoints": torch.from_numpy(np.ascontiguousarray(f["keypoints"], np.float32))[None].to(device),
+                "descriptors": torch.from_numpy(np.ascontiguousarray(f["descriptors"], np.float32))[None].to(device),
+                "image_size": torch.from_numpy(np.asarray(f["image_size"], np.float32))[None].to(device)}
+
+    def batch_key(self, f: dict[str, torch.Tensor]) -> Any:
+        return tuple(f["keypoints"].shape[1:]) + tuple(f["descriptors"].shape[1:])
+
+    @staticmethod
+    def _on(f: dict[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
+        if not torch.is_tensor(f["keypoints"]):  # raw arrays (a caller that did not prepare)
+            return LightGlueMatcher.prepare(None, f, device)  # type: ignore[arg-type]
+        return {k: v.to(device) for k, v in f.items()}
+
     @torch.inference_mode()
-    def match(self, model: torch.nn.Module, f0: dict[str, np.ndarray], f1: dict[str, np.ndarray],
-              device: torch.device) -> dict[str, np.ndarray]:
-        if len(f0["keypoints"]) == 0 or len(f1["keypoints"]) == 0:
-            return no_matches()
+    def match(self, model: torch.nn.Module, f0: Any, f1: Any, device: torch.device) -> dict[str, np.ndarray]:
+        return self.match_batch(model, [(f0, f1)], device)[0]
 
-        def side(f: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-            return {"keypoints": torch.from_numpy(f["keypoints"])[None].to(device),
-                    "descriptors": torch.from_numpy(f["descriptors"])[None].to(device),
-                    "image_size": torch.from_numpy(np.asarray(f["image_size"], np.float32))[None].to(device)}
-
-        out = model({"image0": side(f0), "image1": side(f1)})
-        matches = out["matches"][0].cpu().numpy().astype(np.int32)
-        scores = out["scores"][0].float().cpu().numpy().astype(np.float32)
-        return {"matches": matches.reshape(-1, 2), "scores": scores.reshape(-1)}
+    @torch.inference_mode()
+    def match_batch(self, model: torch.nn.Module, pairs: list[tuple[Any, Any]],
+                    device: torch.device) -> list[dict[str, np.ndarray]]:
+        sides = [(self._on(f0, device), self._on(f1, device)) for f0, f1 in pairs]
+        if any(s0["keypoints"].shape[1] == 0 or s1["keypoints"].shape[1] == 0 for s0, s1 in sides):
+            return [no_matches() if s0["keypoints"].shape[1] == 0 or s1["keypoints"].shape[1] == 0
+                    else self.match_batch(model, [(s0, s1)], device)[0] for s0, s1 in sides]
+        stack = lambda i: {k: torch.cat([s[i][k] for s in sides]) for k in sides[0][i]}  # noqa: E731
+        out = model({"image0": stack(0), "image1": stack(1)})
+        results = []
+        for matches, scores in zip(out["matches"], out["scores"]):
+            results.append({"matches": matches.cpu().numpy().astype(np.int32).reshape(-1, 2),
+                            "scores": scores.float().cpu().numpy().astype(np.float32).reshape(-1)})
+        return results

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from imc.h5io import read_features
+from imc.h5io import ResumableH5, escape, read_features
 
 from .corpus import BAD_FILES, TINY, assert_complete_csv, build_bad_inputs, run_cli, write_sample_submission
 
@@ -85,8 +85,10 @@ def test_odd_but_valid_images_are_decoded_and_used(corpus_run):
     decoded = [n for n, what in BAD_FILES.items() if what == "decoded"]
     sizes = {}
     for name in decoded:
-        f = read_features(report["paths"]["features"], f"bad/mixed/images/{name}")
-        assert not f["error"] and len(f["keypoints"]) > 50, (name, f["error"])
+        key = f"bad/mixed/images/{name}"
+        f = read_features(report["paths"]["features:aliked"], key)
+        error = ResumableH5(report["paths"]["features:aliked"]).attrs(escape(key))["error"]
+        assert not error and len(f["keypoints"]) > 50, (name, error)
         sizes[name] = tuple(int(v) for v in f["image_size"])
         assert f["keypoints"][:, 0].max() < sizes[name][0] and f["keypoints"][:, 1].max() < sizes[name][1], name
     assert sizes["huge_6400x4800.jpg"] == (6400, 4800)
@@ -114,9 +116,9 @@ def test_degenerate_scenes_are_reported(corpus_run):
 def test_same_file_names_in_two_scenes_stay_apart(corpus_run):
     scenes, output, _ = corpus_run
     a, b = scene_report(output, "dup/a"), scene_report(output, "dup/b")
-    assert Path(a["paths"]["features"]).parent != Path(b["paths"]["features"]).parent
-    fa = read_features(a["paths"]["features"], "dup/a/images/0000.jpg")
-    fb = read_features(b["paths"]["features"], "dup/b/images/0000.jpg")
+    assert Path(a["paths"]["features:aliked"]).parent != Path(b["paths"]["features:aliked"]).parent
+    fa = read_features(a["paths"]["features:aliked"], "dup/a/images/0000.jpg")
+    fb = read_features(b["paths"]["features:aliked"], "dup/b/images/0000.jpg")
     assert fa["image_sha1"] != fb["image_sha1"]  # different photos under the same name
     rows = assert_complete_csv(output / "submission.csv", [p for paths in scenes.values() for p in paths])
     assert {r["scene"] for r in rows if r["image_path"].endswith("/0000.jpg")} == {"a", "b"}

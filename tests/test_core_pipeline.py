@@ -49,7 +49,7 @@ def test_run_reuses_caches_and_recomputes_downstream_only(tmp_path, tiny_scene_r
     rows = read_csv(first.submission)
     assert len(rows) == 4 and all(len(r["rotation_matrix"].split(";")) == 9 for r in rows)
     summary = json.loads((first.output / "summary.json").read_text())
-    assert summary["scenes"][0]["paths"]["features"].endswith(".h5")
+    assert summary["scenes"][0]["paths"]["features:aliked"].endswith(".h5")
     assert (first.output / "scenes" / "middlebury" / "temple" / "log.txt").read_text().count("registered") >= 1
 
     caplog.set_level("INFO", logger="imc")
@@ -66,7 +66,7 @@ def test_run_reuses_caches_and_recomputes_downstream_only(tmp_path, tiny_scene_r
     third = run(load_config(None, overrides + ["features.aliked.max_num_keypoints=256", f"output={tmp_path / 'run2'}"]))
     assert "features: 4/4 images to extract" in caplog.text and "matches: 6 pairs to match" in caplog.text
     assert third.reports[0].paths["pairs"] == report.paths["pairs"]  # pairs reused
-    assert third.reports[0].paths["features"] != report.paths["features"]
+    assert third.reports[0].paths["features:aliked"] != report.paths["features:aliked"]
 
 
 def test_missing_listed_image_still_gets_a_row(tmp_path, tiny_scene_root):

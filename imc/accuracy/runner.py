@@ -14,6 +14,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 import traceback
 import warnings
@@ -123,10 +124,53 @@ def _threshold_label(score: Any) -> str:
     return "official" if score.thresholds_R_deg else ""
 
 
+class RssSampler:
+    """Samples this process's resident memory every ``interval`` s into ``<unit_dir>/rss.tsv`` (seconds, MB):
+    set beside the run's log.txt timestamps, it shows which stage holds the memory."""
+
+    def __init__(self, path: Path, interval: float = 0.5):
+        self.path, self.interval = path, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="rss-sampler", daemon=True)
+        self.t0 = time.time()
+
+    def _loop(self) -> None:
+        with open(self.path, "w") as f:
+            f.write(f"# started {self.t0:.3f} (unix time)\nseconds\trss_mb\n")
+            while not self._stop.is_set():
+                f.write(f"{time.time() - self.t0:.1f}\t{current_rss_mb():.1f}\n")
+                f.flush()
+                self._stop.wait(self.interval)
+
+    def __enter__(self) -> "RssSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def current_rss_mb() -> float:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return float("nan")
+
+
 def child_main(task_path: str) -> int:
     """``python -m imc accuracy --child TASK``: run and score one unit, write ``result.json``."""
     task = json.loads(Path(task_path).read_text())
     unit_dir = Path(task["unit_dir"])
+    with RssSampler(unit_dir / "rss.tsv"):
+        return _child(task, unit_dir)
+
+
+def _child(task: dict[str, Any], unit_dir: Path) -> int:
     conf = task["conf"]
     result = UnitResult(variant=task["variant"], entry=task["entry"], scene=task["scene"], status="failed",
                         run_dir=conf["output"])
@@ -134,14 +178,17 @@ def child_main(task_path: str) -> int:
         from eval.score import score
         from eval.submission import SubmissionWarning
 
-        from ..pipeline import run
+        from .. import pipeline
 
-        run_result = run(conf)
+        run_result = pipeline.run(conf)
         summary = json.loads((Path(run_result.output) / "summary.json").read_text())
         scene_report = next((s for s in summary["scenes"] if f"{s['dataset']}/{s['scene']}" == task["scene"]), None)
         if scene_report is None:
             raise RuntimeError(f"summary.json of {run_result.output} has no report for {task['scene']}")
-        result.seconds = {k: float(v) for k, v in scene_report.get("seconds", {}).items()}
+        seconds = scene_report.get("seconds", {})  # summary.json sorts keys: restore the pipeline's stage order
+        order = [s for s in getattr(pipeline, "STAGES", ()) if s in seconds] + sorted(set(seconds) - set(
+            getattr(pipeline, "STAGES", ())))
+        result.seconds = {k: float(seconds[k]) for k in order}
         result.stage_seconds = round(sum(result.seconds.values()), 3)
         result.run_seconds = float(summary.get("seconds", 0.0))
         result.n_models = int(scene_report.get("n_models", 0))

@@ -30,9 +30,9 @@ from typing import Any, Mapping
 
 import yaml
 
-from ..sweeps.scenesets import PreparedSet, prepare
-from ..sweeps.spec import NAME_RE, SceneSet, SweepError
 from ..config import ConfigError
+from ..sweeps.scenesets import PreparedSet, labelled_scenes, prepare
+from ..sweeps.spec import NAME_RE, SceneSet, SweepError
 
 log = logging.getLogger("imc.accuracy")
 
@@ -274,14 +274,8 @@ def resolve_units(spec: AccuracySpec, chosen: list[tuple[str, str | None]], data
                 log.warning("accuracy: %s skipped: %s", label, reason)
                 skipped.append(Skipped(entry=entry.name, scene=label, reason=str(reason)))
                 continue
-            counts = _image_counts(prepared)
+            counts = labelled_scenes(prepared.labels)
             units += [Unit(entry=entry.name, scene=s, root=prepared.root, labels=prepared.labels,
                            sample_submission=prepared.sample_submission, n_images=counts.get(s, 0))
                       for s in prepared.scenes]
     return units, skipped
-
-
-def _image_counts(prepared: PreparedSet) -> dict[str, int]:
-    from ..sweeps.scenesets import labelled_scenes
-
-    return labelled_scenes(prepared.labels)

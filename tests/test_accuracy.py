@@ -231,6 +231,8 @@ def test_tiny_accuracy_run_end_to_end(tmp_path, capsys):
     assert result["git"]["commit"] and result["configs"][0]["name"] == "default"
     md = (run_dir / "results.md").read_text()
     assert "| default | demo/boxes |" in md and "Skipped:" in md
+    assert r["stages"].index("features") < r["stages"].index("matches") < r["stages"].index("sfm")
+    assert md.index("| features s |") < md.index("| matches s |")  # the pipeline's order, not sorted
     with open(run_dir / "results.csv", newline="") as f:
         (csv_row,) = list(csv.DictReader(f))
     assert float(csv_row["mAA"]) == pytest.approx(r["mAA"]) and csv_row["seconds_features"]

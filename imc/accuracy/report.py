@@ -17,7 +17,7 @@ def stage_names(rows: list[UnitResult]) -> list[str]:
     """Stage names in the order the runs reported them (whatever stages the pipeline has)."""
     names: list[str] = []
     for r in rows:
-        names += [s for s in r.seconds if s not in names]
+        names += [s for s in (r.stages or r.seconds) if s not in names]
     return names
 
 

@@ -51,6 +51,7 @@ class UnitResult:
     median_err_t: float | None = None
     thresholds: str = ""  # "official" (the scene's own entry) or "relative x <distance>" (scale-relative)
     seconds: dict[str, float] = field(default_factory=dict)  # per stage, from summary.json
+    stages: list[str] = field(default_factory=list)  # the pipeline's stage order (JSON files sort dict keys)
     stage_seconds: float = 0.0  # their sum
     run_seconds: float = 0.0  # pipeline.run wall time (loading networks included), from summary.json
     wall_seconds: float = 0.0  # the whole child process: imports, run, scoring
@@ -189,6 +190,7 @@ def _child(task: dict[str, Any], unit_dir: Path) -> int:
         order = [s for s in getattr(pipeline, "STAGES", ()) if s in seconds] + sorted(set(seconds) - set(
             getattr(pipeline, "STAGES", ())))
         result.seconds = {k: float(seconds[k]) for k in order}
+        result.stages = order
         result.stage_seconds = round(sum(result.seconds.values()), 3)
         result.run_seconds = float(summary.get("seconds", 0.0))
         result.n_models = int(scene_report.get("n_models", 0))

@@ -104,7 +104,7 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--quiet", action="store_true", help="the runs' output goes to their child.log only")
     p.add_argument("--list", action="store_true", help="print the selected scenes and exit")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
-    return p.parse_args(argv)
+    return p.parse_intermixed_args(argv)  # key=value overrides may come between options
 
 
 class _ConsoleFilter(logging.Filter):

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from .h5io import ResumableH5, escape
 from .images import ImageReadError, read_image
 from .io_utils import file_sha1
+from .memory import largest_first
 from .scenes import Scene
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ def main(conf: dict[str, Any], scene: Scene, features_path: Path, *, load_model:
     for image_path in scene.image_paths:
         if not store.is_current(escape(image_path), {"image_sha1": sha1s[image_path]}):
             todo.append(image_path)
+    todo = largest_first(todo, scene.file, conf["resize_max"])  # heap holes fit later images: lower peak RSS
     log.info("features: %d/%d images to extract -> %s", len(todo), len(scene.image_paths), features_path.name)
     dim = None
     model = load_model() if todo else None

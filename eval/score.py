@@ -70,6 +70,7 @@ class SceneScore:
     thresholds_R_deg: list[float]
     thresholds_t_m: list[float]
     gt_translation_scale: float
+    reference_distance_m: float | None = None  # mean GT camera distance, when translation thresholds are relative
     err_R_deg: np.ndarray = field(repr=False)  # per pair (label order, i < j); not in the JSON
     err_t_m: np.ndarray = field(repr=False)
 
@@ -95,6 +96,7 @@ class SceneScore:
             "thresholds_R_deg": self.thresholds_R_deg,
             "thresholds_t_m": self.thresholds_t_m,
             "gt_translation_scale": self.gt_translation_scale,
+            "reference_distance_m": self.reference_distance_m,
         }
 
 
@@ -188,7 +190,9 @@ def score_poses(
 
 def score_scene(gt: ScenePoses, pred: ScenePoses, thresholds: Thresholds) -> SceneScore:
     th = thresholds.for_scene(gt.dataset, gt.scene)
-    err_R, err_t = pair_errors(gt.R, gt.t * th.gt_translation_scale, pred.R, pred.t)
+    gt_t = gt.t * th.gt_translation_scale
+    th = th.resolve(gt.R, gt_t, scene=gt.key)  # relative translation thresholds -> metres of this scene
+    err_R, err_t = pair_errors(gt.R, gt_t, pred.R, pred.t)
     curves = accuracy_curves(err_R, err_t, th.rotation_deg, th.translation_m)
     unregistered = np.all(pred.R == np.eye(3), axis=(1, 2)) & np.all(pred.t == 0, axis=1)
     return SceneScore(
@@ -208,6 +212,7 @@ def score_scene(gt: ScenePoses, pred: ScenePoses, thresholds: Thresholds) -> Sce
         thresholds_R_deg=list(th.rotation_deg),
         thresholds_t_m=list(th.translation_m),
         gt_translation_scale=th.gt_translation_scale,
+        reference_distance_m=th.reference_distance_m,
         err_R_deg=err_R,
         err_t_m=err_t,
     )

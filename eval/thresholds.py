@@ -9,6 +9,11 @@ Format (see the file's header)::
 A threshold list is ``{linspace: [a, b, n]}``, ``{geomspace: [a, b, n]}`` or ``{values: [...]}``.
 Keys missing from a scene entry are taken from ``default``.
 
+Translation thresholds are either absolute (``translation_m``, metres of the labels) or relative to the
+scene (``translation_relative``: multiples of the scene's mean ground-truth pairwise camera distance,
+resolved against the labels when a scene is scored, :meth:`SceneThresholds.resolve`). An entry gives
+one of the two; a scene entry that gives either replaces the default's translation thresholds.
+
 ``gt_translation_scale`` (optional, per scene or default, 1.0 when absent) multiplies the ground-truth
 translations before scoring. IMC 2022 shipped poses in SfM units plus a per-scene ``scaling_dict``;
 the IMC 2023 ``train_labels.csv`` translations are already metric (the kyiv-puppet-theater camera
@@ -20,7 +25,7 @@ nothing, so the shipped config leaves it at 1.0 everywhere.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -35,9 +40,30 @@ class ThresholdsError(ValueError):
 @dataclass(kw_only=True, frozen=True)
 class SceneThresholds:
     rotation_deg: tuple[float, ...]
-    translation_m: tuple[float, ...]
+    translation_m: tuple[float, ...]  # absolute; () until :meth:`resolve` when ``translation_relative`` is set
     gt_translation_scale: float = 1.0
     source: str = "default"  # "default" or "scene": where this scene's entry came from
+    translation_relative: tuple[float, ...] = ()  # multiples of the mean GT pairwise camera distance
+    reference_distance_m: float | None = None  # that distance, once resolved
+
+    @property
+    def is_relative(self) -> bool:
+        return bool(self.translation_relative)
+
+    def resolve(self, R: np.ndarray, t: np.ndarray, *, scene: str = "?") -> "SceneThresholds":
+        """Absolute thresholds for a scene with ground-truth world-to-camera poses ``R`` (N,3,3), ``t`` (N,3)
+        (already multiplied by ``gt_translation_scale``); unchanged when the thresholds are absolute."""
+        if not self.is_relative:
+            return self
+        distance = mean_camera_distance(R, t)
+        if not (math.isfinite(distance) and distance > 0):
+            raise ThresholdsError(
+                f"scene {scene}: relative translation thresholds need >= 2 ground-truth cameras at distinct "
+                f"positions (mean pairwise camera distance is {distance}); give the scene absolute "
+                "`translation_m` thresholds in the thresholds file"
+            )
+        return replace(self, translation_m=tuple(float(r * distance) for r in self.translation_relative),
+                       reference_distance_m=float(distance))
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -51,7 +77,21 @@ class Thresholds:
 
 
 _SPACINGS = {"linspace": np.linspace, "geomspace": np.geomspace}
-_SCENE_KEYS = {"rotation_deg", "translation_m", "gt_translation_scale"}
+_SCENE_KEYS = {"rotation_deg", "translation_m", "translation_relative", "gt_translation_scale"}
+
+
+def camera_centres(R: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """World positions ``C = -R^T t`` of world-to-camera poses ``R`` (N,3,3), ``t`` (N,3)."""
+    return -np.einsum("nji,nj->ni", np.asarray(R, float), np.asarray(t, float))
+
+
+def mean_camera_distance(R: np.ndarray, t: np.ndarray) -> float:
+    """Mean distance between the camera centres over all unordered pairs (nan with fewer than 2 cameras)."""
+    C = camera_centres(R, t)
+    if len(C) < 2:
+        return float("nan")
+    i, j = np.triu_indices(len(C), k=1)
+    return float(np.linalg.norm(C[i] - C[j], axis=1).mean())
 
 
 def default_thresholds_path() -> Path:
@@ -83,8 +123,9 @@ def thresholds_from_dict(data: Any, *, source: str = "<dict>") -> Thresholds:
     unknown = set(data) - {"default", "scenes"}
     if unknown:
         raise ThresholdsError(f"{source}: unknown top-level keys {sorted(unknown)}")
-    if not isinstance(data["default"], dict) or not {"rotation_deg", "translation_m"} <= set(data["default"]):
-        raise ThresholdsError(f"{source}: default needs both rotation_deg and translation_m")
+    if (not isinstance(data["default"], dict) or "rotation_deg" not in data["default"]
+            or not ({"translation_m", "translation_relative"} & set(data["default"]))):
+        raise ThresholdsError(f"{source}: default needs rotation_deg and translation_m (or translation_relative)")
     default = _scene_entry(data["default"], None, where=f"{source}: default")
     scenes_raw = data.get("scenes") or {}
     if not isinstance(scenes_raw, dict):
@@ -103,20 +144,28 @@ def _scene_entry(entry: Any, default: SceneThresholds | None, *, where: str) -> 
     unknown = set(entry) - _SCENE_KEYS
     if unknown:
         raise ThresholdsError(f"{where}: unknown keys {sorted(unknown)}; allowed {sorted(_SCENE_KEYS)}")
+    if "translation_m" in entry and "translation_relative" in entry:
+        raise ThresholdsError(f"{where}: give translation_m (absolute) or translation_relative, not both")
     rot = _threshold_list(entry["rotation_deg"], where=f"{where}.rotation_deg") if "rotation_deg" in entry else None
     trans = _threshold_list(entry["translation_m"], where=f"{where}.translation_m") if "translation_m" in entry else None
+    relative = (_threshold_list(entry["translation_relative"], where=f"{where}.translation_relative")
+                if "translation_relative" in entry else None)
+    if trans is None and relative is None and default is not None:
+        trans, relative = default.translation_m, default.translation_relative
+    trans, relative = trans or (), relative or ()
     scale = entry.get("gt_translation_scale", default.gt_translation_scale if default else 1.0)
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not (math.isfinite(scale) and scale > 0):
         raise ThresholdsError(f"{where}.gt_translation_scale: expected a positive number, got {scale!r}")
     rot = rot if rot is not None else (default.rotation_deg if default else ())
-    trans = trans if trans is not None else (default.translation_m if default else ())
-    if len(rot) != len(trans):
+    n_trans = len(relative or trans)
+    if len(rot) != n_trans:
         raise ThresholdsError(
-            f"{where}: {len(rot)} rotation thresholds vs {len(trans)} translation thresholds"
+            f"{where}: {len(rot)} rotation thresholds vs {n_trans} translation thresholds"
         )
     return SceneThresholds(
         rotation_deg=rot,
         translation_m=trans,
+        translation_relative=relative,
         gt_translation_scale=float(scale),
         source="scene" if default is not None else "default",
     )

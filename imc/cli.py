@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sweep": ("imc.sweeps.cli:main", "run a hyperparameter sweep file (configs/sweeps/*.yaml)"),
     "viz": ("imc.viewer.export:main", "static exports of a run: match PNGs, 3D model HTML"),
     "bench": ("imc.bench:main", "per-stage seconds and throughput on a fixed scene"),
+    "accuracy": ("imc.accuracy.cli:main", "real-photo benchmark: mAA, seconds, peak RSS per scene, history"),
 }
 
 

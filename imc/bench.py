@@ -74,7 +74,7 @@ def bench_one(target: dict, device: str, config: str | None, overrides: list[str
 
 
 def to_markdown(rows: list[dict]) -> str:
-    cols = ["scene", "device", "images", "pairs", "registered", "mAA", *(f"{s}_s" for s in stages.NAMES),
+    cols = ["scene", "device", "images", "pairs", "registered", "mAA", *(f"{s}_s" for s in stages.timed_names([])),
             "images_per_s", "pairs_per_s", "total_s", "extractors"]
 
     def fmt(v: object) -> str:

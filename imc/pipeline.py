@@ -24,7 +24,7 @@ from .io_utils import atomic_write_json, atomic_write_text, file_lock
 from .networks import Networks
 from .preflight import resolve_device
 from .reconstruct import Pose, read_poses_csv
-from .scenes import Scene, discover_scenes
+from .scenes import Competition, Scene, discover_scenes
 
 log = logging.getLogger("imc")
 
@@ -37,6 +37,8 @@ class SceneReport:
     n_registered: int = 0
     n_models: int = 0
     model_sizes: list[int] = field(default_factory=list)
+    cluster_sizes: list[int] = field(default_factory=list)  # imc2025: the clusters' sizes
+    n_outliers: int = 0  # imc2025: images filed as outliers
     status: str = "pending"  # ok | failed | empty | skipped_budget
     error: str | None = None
     fallbacks: list[dict[str, str]] = field(default_factory=list)
@@ -114,19 +116,32 @@ class _SceneLog:
         self.handler.close()
 
 
-def process_scene(ctx: SceneContext, report: SceneReport) -> dict[str, Pose]:
+@dataclass(kw_only=True)
+class SceneResult:
+    poses: dict[str, Pose] = field(default_factory=dict)  # image_path -> pose written to the CSV
+    labels: dict[str, str] = field(default_factory=dict)  # imc2025: image_path -> cluster name / outliers
+
+
+def process_scene(ctx: SceneContext, report: SceneReport) -> SceneResult:
     """The scene's recipe: every stage of the table in order, then the report from their files."""
     report.fingerprints = dict(ctx.plan.fingerprints)
     report.paths = {k: str(p) for k, p in ctx.plan.paths.items()}
     if not ctx.scene.image_paths:
         report.status = "empty"
         log.warning("scene %s lists no images", ctx.scene.name)
-        return {}
-    for stage in stages.STAGES:
+        return SceneResult()
+    for stage in stages.active(ctx.conf):
         for ext in (stages.extractors(ctx.conf) if stage.per_extractor else [None]):
             _, seconds = run_one(ctx, stage, ext)
             report.seconds[stage.name] = round(report.seconds.get(stage.name, 0.0) + seconds, 3)
-    return collect_report(ctx, report)
+    poses = collect_report(ctx, report)
+    if not stages.BY_NAME["cluster"].runs_for(ctx.conf):
+        return SceneResult(poses=poses)
+    from .cluster_stage import read_result
+
+    clusters = read_result(ctx.plan.path("cluster"), poses)
+    report.cluster_sizes, report.n_outliers = clusters.sizes, clusters.n_outliers
+    return SceneResult(poses=clusters.poses, labels=clusters.labels)
 
 
 def collect_report(ctx: SceneContext, report: SceneReport) -> dict[str, Pose]:
@@ -206,7 +221,7 @@ def setup_torch(conf: dict[str, Any]) -> torch.device:
 
 
 def run_scene(conf: dict[str, Any], scene: Scene, plan: SceneBudget, *, budget: Budget, networks: Networks,
-              device: torch.device, output: Path) -> tuple[SceneReport, dict[str, Pose]]:
+              device: torch.device, output: Path) -> tuple[SceneReport, SceneResult]:
     """One scene within its budget: its stages, then once more with ``budget.fallback_overrides`` when
     extraction will not fit; a failure is recorded in the report, never raised."""
     report = SceneReport(dataset=scene.dataset, scene=scene.scene, n_images=len(scene.image_paths))
@@ -214,8 +229,8 @@ def run_scene(conf: dict[str, Any], scene: Scene, plan: SceneBudget, *, budget: 
         report.status, report.error = "skipped_budget", plan.skip_reason
         log.warning("scene %s skipped: %s", scene.name, report.error)
         _write_report(output, report)
-        return report, {}
-    poses: dict[str, Pose] = {}
+        return report, SceneResult()
+    result = SceneResult()
     overrides = list(plan.overrides)
     clock = budget.clock(plan)
     with _SceneLog(output / "scenes" / scene.dataset / scene.scene / "log.txt"):
@@ -230,7 +245,7 @@ def run_scene(conf: dict[str, Any], scene: Scene, plan: SceneBudget, *, budget: 
                 scene_conf = validate(apply_overrides(conf, overrides)) if overrides else conf
                 report.overrides = list(overrides)
                 ctx = scene_context(scene_conf, scene, networks, device, budget_cap_s=plan.cap_s, clock=clock)
-                poses = process_scene(ctx, report)
+                result = process_scene(ctx, report)
             except FallBack as exc:  # raised only while the fallback is still unused
                 overrides = list(conf["budget"]["fallback_overrides"])
                 assert clock is not None
@@ -249,31 +264,45 @@ def run_scene(conf: dict[str, Any], scene: Scene, plan: SceneBudget, *, budget: 
         log.info("scene %s: %s, %d/%d registered, %d model(s), seconds %s", scene.name, report.status,
                  report.n_registered, report.n_images, report.n_models, report.seconds)
     _write_report(output, report)
-    return report, poses
+    return report, result
+
+
+def competition(conf: dict[str, Any]) -> Competition:
+    return Competition.parse(conf["data"]["competition"])
+
+
+def scenes_of(conf: dict[str, Any]) -> list[Scene]:
+    data = conf["data"]
+    return discover_scenes(root=data["root"], sample_submission=data.get("sample_submission"),
+                           only=data.get("scenes") or None, competition=competition(conf))
 
 
 def run(conf: dict[str, Any]) -> RunResult:
     conf = validate(conf)
     budget = Budget(conf=conf["budget"])
     output = prepare_output(conf)
-    scenes = discover_scenes(root=conf["data"]["root"], sample_submission=conf["data"].get("sample_submission"),
-                             only=conf["data"].get("scenes") or None)
+    scenes = scenes_of(conf)
     device = setup_torch(conf)
     workers = workers_for(conf, device)
     budget.workers = len(workers)
     poses_by_scene: dict[str, dict[str, Pose]] = {}
+    labels_by_scene: dict[str, dict[str, str]] = {}
     reports: dict[str, SceneReport] = {}
     csv_path = output / "submission.csv"
-    csv_writer.main(scenes, poses_by_scene, csv_path)  # complete from the start: placeholders everywhere
+
+    def write_csv() -> None:
+        csv_writer.write_submission(competition(conf), scenes, poses_by_scene, labels_by_scene, csv_path)
+
+    write_csv()  # complete from the start: placeholders everywhere
     log.info("run: %d scene(s), %d image(s), device %s, %d worker(s) -> %s", len(scenes),
              sum(len(s.image_paths) for s in scenes), device, len(workers), output)
     ordered = budget.order(scenes)
     pending = [sum(len(s.image_paths) for s in ordered[i:]) for i in range(len(ordered))]  # images not started yet
 
-    def done(report: SceneReport, poses: dict[str, Pose]) -> None:
+    def done(report: SceneReport, result: SceneResult) -> None:
         reports[report.name] = report
-        poses_by_scene[report.name] = poses
-        csv_writer.main(scenes, poses_by_scene, csv_path)
+        poses_by_scene[report.name], labels_by_scene[report.name] = result.poses, result.labels
+        write_csv()
 
     if len(workers) == 1:
         networks = Networks(weights_dir=conf.get("weights_dir"), device=device)
@@ -314,8 +343,10 @@ def run_stage_alone(conf: dict[str, Any], name: str, *, extractors: list[str] | 
     unknown = sorted(set(extractors or []) - set(exts))
     if unknown:
         raise ConfigError(f"--extractor {unknown} not in features.extractors {exts}")
-    scenes = discover_scenes(root=conf["data"]["root"], sample_submission=conf["data"].get("sample_submission"),
-                             only=conf["data"].get("scenes") or None)
+    if not stage.runs_for(conf):
+        raise ConfigError(f"stage {name!r} runs only for data.competition in {list(stage.competitions)}, "
+                          f"not {conf['data']['competition']!r}")
+    scenes = scenes_of(conf)
     device = setup_torch(conf)
     networks = Networks(weights_dir=conf.get("weights_dir"), device=device)
     lines = []
@@ -338,14 +369,19 @@ def _write_report(output: Path, report: SceneReport) -> None:
 
 
 def summary_table(reports: list[SceneReport]) -> str:
-    cols = ["scene", "images", "registered", "models", "status"] + [f"{s}_s" for s in stages.NAMES]
+    names = stages.timed_names([r.seconds for r in reports])
+    clustered = any(r.cluster_sizes or r.n_outliers for r in reports)
+    extra = ["clusters", "outliers"] if clustered else []
+    cols = ["scene", "images", "registered", "models", "status"] + extra + [f"{s}_s" for s in names]
     rows = []
     for r in reports:
         rows.append([r.name, str(r.n_images), str(r.n_registered), str(r.n_models), r.status]
-                    + [f"{r.seconds[s]:.1f}" if s in r.seconds else "-" for s in stages.NAMES])
+                    + ([str(len(r.cluster_sizes)), str(r.n_outliers)] if clustered else [])
+                    + [f"{r.seconds[s]:.1f}" if s in r.seconds else "-" for s in names])
     total = ["TOTAL", str(sum(r.n_images for r in reports)), str(sum(r.n_registered for r in reports)),
-             str(sum(r.n_models for r in reports)), ""] + [
-        f"{sum(r.seconds.get(s, 0.0) for r in reports):.1f}" for s in stages.NAMES]
+             str(sum(r.n_models for r in reports)), ""] + (
+        [str(sum(len(r.cluster_sizes) for r in reports)), str(sum(r.n_outliers for r in reports))] if clustered else []) + [
+        f"{sum(r.seconds.get(s, 0.0) for r in reports):.1f}" for s in names]
     rows.append(total)
     widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(cols)]
     line = lambda vals: "  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(vals, widths)))  # noqa: E731

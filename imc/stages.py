@@ -16,6 +16,10 @@ Fingerprints: a stage's fingerprint hashes its config sections, its version, the
 changed parameter therefore renames exactly its stage's outputs and those downstream of it.
 Per-extractor stages (``per_extractor``) have one output per entry of ``features.extractors``; a
 scene-level stage downstream of them depends on all of them, in that order.
+
+A stage with ``competitions`` runs only for those values of ``data.competition`` (``cluster``: IMC
+2025, where a "scene" is a whole dataset of mixed images); elsewhere it has no output, no fingerprint
+and no sidecar (:func:`active`), so the other competitions' caches are untouched by it.
 """
 
 from __future__ import annotations
@@ -44,7 +48,11 @@ class Stage:
     images: bool = False  # the image contents enter the fingerprint
     seeded: bool = False  # the run seed enters the fingerprint
     atomic: bool = False  # one file written at once (no resumable parts): safe to share between writers
+    competitions: tuple[str, ...] = ()  # runs only for these data.competition values (empty: always)
     doc: str = ""
+
+    def runs_for(self, conf: dict[str, Any]) -> bool:
+        return not self.competitions or get(conf, "data.competition", "imc2023") in self.competitions
 
     def load(self) -> ModuleType:
         return importlib.import_module(self.module)
@@ -66,6 +74,9 @@ STAGES: tuple[Stage, ...] = (
           upstream=("fuse",), reads=("pairs",), version=3, seeded=True, doc="RANSAC inliers and two-view geometry per pair"),
     Stage(name="sfm", module="imc.reconstruct", sections=("sfm", "cameras"), output="sfm-{fp}",
           upstream=("verified", "pairs"), version=2, seeded=True, doc="pycolmap models and poses.csv"),
+    Stage(name="cluster", module="imc.cluster_stage", sections=("cluster",), output="clusters-{fp}.json",
+          upstream=("verified", "sfm"), reads=("pairs",), version=1, atomic=True, competitions=("imc2025",),
+          doc="a dataset's images split into clusters (scenes) and outliers"),
 )
 BY_NAME = {s.name: s for s in STAGES}
 NAMES = tuple(BY_NAME)
@@ -91,9 +102,19 @@ def extractors(conf: dict[str, Any]) -> list[str]:
     return list(conf["features"]["extractors"])
 
 
+def active(conf: dict[str, Any]) -> list[Stage]:
+    """The stages that run under ``conf`` (its ``data.competition``), in order."""
+    return [s for s in STAGES if s.runs_for(conf)]
+
+
+def timed_names(seconds: list[dict[str, float]]) -> list[str]:
+    """Stage names for a seconds table: every stage that always runs, and the others that ran."""
+    return [s.name for s in STAGES if not s.competitions or any(s.name in row for row in seconds)]
+
+
 def output_keys(conf: dict[str, Any]) -> list[str]:
     """Every output of a scene, in the order the stages run."""
-    return [key(s.name, e) for s in STAGES for e in (extractors(conf) if s.per_extractor else [None])]
+    return [key(s.name, e) for s in active(conf) for e in (extractors(conf) if s.per_extractor else [None])]
 
 
 def stage_conf(s: Stage, conf: dict[str, Any], ext: str | None = None) -> dict[str, Any]:
@@ -113,7 +134,7 @@ def fingerprints(conf: dict[str, Any], image_sha1s: dict[str, str]) -> dict[str,
     images = fingerprint(sorted(image_sha1s.items()))
     exts = extractors(conf)
     fps: dict[str, str] = {}
-    for s in STAGES:
+    for s in active(conf):
         for ext in (exts if s.per_extractor else [None]):
             ups = []
             for up in s.upstream:

@@ -41,15 +41,16 @@ def _worker(conf: dict[str, Any], device_name: str, index: int, inbox: Any, resu
     networks = Networks(weights_dir=conf.get("weights_dir"), device=device)
     while (item := inbox.get()) is not None:
         scene, plan = item
-        report, poses = run_scene(conf, scene, plan, budget=budget, networks=networks, device=device, output=Path(output))
-        results.put((index, report, poses))
+        report, result = run_scene(conf, scene, plan, budget=budget, networks=networks, device=device,
+                                   output=Path(output))
+        results.put((index, report, result))
 
 
 def run_parallel(conf: dict[str, Any], ordered: list[Scene], pending: list[int], *, budget: Budget,
                  devices: list[torch.device], output: Path, on_done: Callable[..., None]) -> None:
-    """Run ``ordered`` scenes on one worker process per entry of ``devices``; ``on_done(report, poses)`` in
+    """Run ``ordered`` scenes on one worker process per entry of ``devices``; ``on_done(report, result)`` in
     the parent as each finishes. ``pending[i]``: images of scenes i.. (their budget shares)."""
-    from .pipeline import SceneReport
+    from .pipeline import SceneReport, SceneResult
 
     ctx = mp.get_context("spawn")  # CUDA cannot be forked
     results = ctx.Queue()
@@ -71,7 +72,7 @@ def run_parallel(conf: dict[str, Any], ordered: list[Scene], pending: list[int],
                 in_flight[w] = scene
                 next_scene += 1
             try:
-                w, report, poses = results.get(timeout=2.0)
+                w, report, result = results.get(timeout=2.0)
             except queue.Empty:
                 for w, scene in list(in_flight.items()):
                     if not procs[w].is_alive():  # died mid-scene: that scene fails, the others go on
@@ -81,13 +82,13 @@ def run_parallel(conf: dict[str, Any], ordered: list[Scene], pending: list[int],
                                                    f"{procs[w].exitcode}; killed for memory?)")
                         log.error("scene %s: %s", scene.name, report.error)
                         del in_flight[w]
-                        on_done(report, {})
+                        on_done(report, SceneResult())
                 if not any(p.is_alive() for p in procs) and next_scene < len(ordered):
                     raise RuntimeError("every worker process died; see the scenes' reports")
                 continue
             del in_flight[w]
             idle.append(w)
-            on_done(report, poses)
+            on_done(report, result)
     finally:
         for inbox, p in zip(inboxes, procs):
             if p.is_alive():

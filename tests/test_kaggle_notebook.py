@@ -1,12 +1,15 @@
-"""submission.ipynb end to end, as Kaggle runs it, but on CPU, offline, against a fake /kaggle/input.
+"""submission.ipynb end to end, as Kaggle runs it, but on CPU, offline, against a fake /kaggle/input,
+for each ``COMPETITION`` (imc2023 in the classic layout, imc2024 in the nested one, imc2025 classic).
 
 The fake ``/kaggle/input`` (in tmp_path) holds, in two layouts (classic ``<input>/<slug>/``; nested
 ``<input>/competitions/<slug>/`` + ``<input>/datasets/<owner>/<slug>/`` + the ALIKED checkpoint as a
 Kaggle Model under ``<input>/aliked/pytorch/aliked-n16/1/``):
 
 - ``image-matching-challenge-2023/test/demo/<scene>/images/``: 3 views of each demo scene
-  (imc/demo_data) and ``sample_submission.csv`` listing them, as in the competition; in the classic
-  layout also ``train/`` (3 courtyard views + ``train_labels.csv``) for the commit-time debug run;
+  (imc/demo_data) and ``sample_submission.csv`` listing them, as in the competition (imc2024: the
+  paths relative to the competition folder, ``test/demo/...``; imc2025: the 6 views in one dataset
+  folder ``test/demo/<scene>_<view>.jpg``, listed by ``image_id,dataset,scene,image,...``); for
+  imc2023 also ``train/`` (3 courtyard views + ``train_labels.csv``) for the commit-time debug run;
 - ``imc-wheels``, ``imc-weights``, ``imc-project``: built by ``kaggle_datasets.build --offline``.
 
 The notebook's parameters are injected papermill-style (a cell after the ``parameters`` cell): only
@@ -41,6 +44,7 @@ import nbformat
 import pytest
 import yaml
 
+from eval.imc2025 import score as score_imc2025
 from eval.score import score
 from kaggle_datasets import build
 
@@ -59,22 +63,36 @@ finally:
 """
 
 
-def fake_competition(root: Path, subset: Path) -> Path:
-    """3 views per demo scene in the IMC test layout + sample_submission.csv (returned); their
-    ground truth (the rows of the demo labels) goes to ``subset``, outside the fake input."""
+def fake_competition(root: Path, subset: Path, competition: str = "imc2023") -> Path:
+    """3 views per demo scene in the competition's test layout + sample_submission.csv (returned);
+    their ground truth (the rows of the demo labels; imc2025: its columns) goes to ``subset``, outside
+    the fake input."""
     with open(DEMO / "train_labels.csv", newline="") as f:
         reader = csv.DictReader(f)
         fields, labels = reader.fieldnames, [r for r in reader if Path(r["image_path"]).stem in VIEWS]
     sample = root / "sample_submission.csv"
     with open(sample, "w", newline="") as fs, open(subset, "w", newline="") as fl:
-        ws, wl = csv.writer(fs), csv.DictWriter(fl, fieldnames=fields)
-        ws.writerow(["image_path", "dataset", "scene", "rotation_matrix", "translation_vector"])
-        wl.writeheader()
-        for r in labels:
-            (root / "test" / r["image_path"]).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(DEMO / r["image_path"], root / "test" / r["image_path"])
-            ws.writerow([r["image_path"], r["dataset"], r["scene"], "1;0;0;0;1;0;0;0;1", "0;0;0"])
-            wl.writerow(r)
+        ws, wl = csv.writer(fs), csv.writer(fl)
+        if competition == "imc2025":
+            header = ["image_id", "dataset", "scene", "image", "rotation_matrix", "translation_vector"]
+            ws.writerow(header)
+            wl.writerow(header)
+        else:
+            ws.writerow(["image_path", "dataset", "scene", "rotation_matrix", "translation_vector"])
+            wl.writerow(fields)
+        for k, r in enumerate(labels):
+            if competition == "imc2025":  # one folder per dataset, scenes unknown
+                image = f"{r['scene']}_{Path(r['image_path']).name}"
+                target = root / "test" / r["dataset"] / image
+                ws.writerow([f"id{k}", r["dataset"], "outliers", image, ";".join(["nan"] * 9), ";".join(["nan"] * 3)])
+                wl.writerow([f"id{k}", r["dataset"], r["scene"], image, r["rotation_matrix"], r["translation_vector"]])
+            else:
+                target = root / "test" / r["image_path"]
+                listed = r["image_path"] if competition == "imc2023" else f"test/{r['image_path']}"
+                ws.writerow([listed, r["dataset"], r["scene"], "1;0;0;0;1;0;0;0;1", "0;0;0"])
+                wl.writerow([r[c] for c in fields])
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(DEMO / r["image_path"], target)
     return sample
 
 
@@ -141,15 +159,15 @@ def kaggle_layout(kaggle_input: Path, layout: str) -> tuple[Path, Path, list[Pat
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("layout", ["classic", "nested"])
-def test_notebook_writes_a_complete_scored_submission(tmp_path, layout):
+@pytest.mark.parametrize("layout, kind", [("classic", "imc2023"), ("nested", "imc2024"), ("classic", "imc2025")])
+def test_notebook_writes_a_complete_scored_submission(tmp_path, layout, kind):
     if not (DEMO / "train_labels.csv").is_file():
         pytest.skip("imc/demo_data not generated")
     kaggle_input = tmp_path / "kaggle" / "input"
     competition, datasets, weights_dirs = kaggle_layout(kaggle_input, layout)
     competition.mkdir(parents=True)
     labels = tmp_path / "labels.csv"
-    sample = fake_competition(competition, labels)
+    sample = fake_competition(competition, labels, kind)
     if layout == "classic":
         fake_train(competition)
     assert build.main(["--offline", "--out", str(datasets), "--owner", "tester"]) == 0
@@ -161,6 +179,7 @@ def test_notebook_writes_a_complete_scored_submission(tmp_path, layout):
     working.mkdir()
     params = {  # every input is left to discovery under INPUT_ROOT
         "INPUT_ROOT": str(kaggle_input),
+        "COMPETITION": kind,
         "CONFIG": "demo.yaml",  # by name, from the discovered imc-project/configs
         "OVERRIDES": ["features.aliked.resize_max=320", "features.aliked.max_num_keypoints=256", "progress=false", "torch_threads=1"],
         "WORK_DIR": str(tmp_path / "work"),
@@ -188,26 +207,40 @@ def test_notebook_writes_a_complete_scored_submission(tmp_path, layout):
                           capture_output=True, text=True, check=True).stdout.strip()
     assert f"from {Path(site) / 'imc'}" in configure  # the wheel, not the repository
     assert "commit run (checks raise)" in configure and "pre-flight:" in configure and "kornia 0.9.0" in configure
-    assert "2 scene(s), 6 image(s)" in configure and f"data root {competition / 'test'}" in configure
+    units = "1 dataset(s)" if kind == "imc2025" else "2 scene(s)"
+    root = competition if kind == "imc2024" else competition / "test"  # IMC 2024: relative to the competition
+    assert f"{kind}: config" in configure and f"{units}, 6 image(s)" in configure and f"data root {root}" in configure
     debug_text = outputs_text(cells["debug"])
-    if layout == "classic":  # train labels attached: a scored debug run before the real one
+    if kind == "imc2023":  # train labels attached: a scored debug run before the real one
         assert "debug run: 3 train image(s) of ['demo/courtyard']" in debug_text
         assert "debug mAA" in debug_text and "demo/courtyard" in debug_text
+    elif layout == "classic":
+        assert f"debug run skipped: COMPETITION={kind}" in debug_text
     else:
         assert "debug run skipped: no usable train labels" in debug_text
+    names = ["demo/all"] if kind == "imc2025" else ["demo/boxes", "demo/courtyard"]
     for text in (outputs_text(cells["run"]), outputs_text(cells["write"])):  # CLI and notebook tables
-        assert "registered" in text and "demo/boxes" in text and "demo/courtyard" in text
+        assert "registered" in text and all(n in text for n in names)
     assert "submission: run ->" in outputs_text(cells["run"])
     assert "6 rows (complete)" in outputs_text(cells["write"])
 
     run_conf = yaml.safe_load((tmp_path / "work" / "run" / "config.yaml").read_text())
     assert run_conf["weights_dir"] == [str(d) for d in weights_dirs] and run_conf["features"]["aliked"]["resize_max"] == 320
+    assert run_conf["data"]["competition"] == kind
     summary = json.loads((tmp_path / "work" / "run" / "summary.json").read_text())
-    assert [s["status"] for s in summary["scenes"]] == ["ok", "ok"]
+    assert [s["status"] for s in summary["scenes"]] == ["ok"] * len(names)
 
     with open(working / "submission.csv", newline="") as f:
         rows = list(csv.DictReader(f))
+    key = "image_id" if kind == "imc2025" else "image_path"
     with open(sample, newline="") as f:
-        assert [r["image_path"] for r in rows] == [r["image_path"] for r in csv.DictReader(f)]
+        assert [r[key] for r in rows] == [r[key] for r in csv.DictReader(f)]
+    if kind == "imc2025":  # 3 views per scene: each scene one cluster of its own (mAA needs > 3 views)
+        scene_of = {r["image"]: r["image"].split("_")[0] for r in rows}
+        clusters = {(scene_of[r["image"]], r["scene"]) for r in rows}
+        assert len(clusters) == 2 and len({c for _, c in clusters}) == 2 and "outliers" not in dict(clusters).values()
+        report = score_imc2025(working / "submission.csv", labels)
+        assert report.dataset_details["demo"]["clusterness"] == 1.0, report.to_json()
+        return
     report = score(working / "submission.csv", labels)
     assert report.overall > 0.8, report.format_table()  # the synthetic demo scenes: 1.0 on this subset

@@ -11,6 +11,9 @@ test set. Without it, :func:`enforce` raises :class:`SilentZeroError` for any pr
 - :func:`submission_problems`: the CSV lacks rows, or has malformed / non-finite poses.
 
 Each message names the cause and the notebook parameter (or config key) that fixes it.
+
+Completeness is keyed on ``image_path`` (IMC 2023, 2024) or ``image_id`` (IMC 2025, whose unregistered
+and outlier rows carry ``nan`` poses: counted with the identity rows as rows without a pose).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from ..scenes import Scene
+from ..scenes import Competition, Scene
 
 RERUN_ENV = "KAGGLE_IS_COMPETITION_RERUN"
 DEFAULT_MAX_IDENTITY_SHARE = 0.5
@@ -43,6 +46,19 @@ def is_rerun(environ: Mapping[str, str] | None = None) -> bool:
 
 def expected_paths(scenes: Iterable[Scene]) -> list[str]:
     return [p for s in scenes for p in s.image_paths]
+
+
+def key_column(competition: Competition = Competition.IMC2023) -> str:
+    return "image_id" if competition is Competition.IMC2025 else "image_path"
+
+
+def expected_keys(scenes: Iterable[Scene], competition: Competition = Competition.IMC2023) -> list[str]:
+    """What each row is keyed on: image paths, or IMC 2025's image_ids."""
+    if competition is not Competition.IMC2025:
+        return expected_paths(scenes)
+    from ..csv_writer import sample_rows_2025
+
+    return [r.image_id for r in sample_rows_2025(list(scenes))]
 
 
 def input_problems(scenes: list[Scene]) -> list[str]:
@@ -79,8 +95,16 @@ def _numbers(text: str) -> list[float] | None:
     return values if all(math.isfinite(v) for v in values) else None
 
 
-def submission_stats(csv_path: str | os.PathLike, expected: list[str]) -> SubmissionStats:
-    """Rows, identity/zero rows and completeness problems of a submission CSV."""
+def _all_nan(text: str, count: int) -> bool:
+    values = (text or "").split(";")
+    return len(values) == count and all(v.strip().lower() == "nan" for v in values)
+
+
+def submission_stats(csv_path: str | os.PathLike, expected: list[str],
+                     competition: Competition = Competition.IMC2023) -> SubmissionStats:
+    """Rows, identity/zero (IMC 2025: also ``nan``) rows and completeness problems of a submission CSV;
+    rows keyed on :func:`key_column`."""
+    column = key_column(competition)
     stats = SubmissionStats()
     path = Path(csv_path)
     if not path.is_file():
@@ -95,21 +119,26 @@ def submission_stats(csv_path: str | os.PathLike, expected: list[str]) -> Submis
     stats.n_rows = len(rows)
     if len(rows) != len(expected):
         stats.problems.append(f"{len(rows)} rows, expected {len(expected)}")
-    missing = sorted(set(expected) - {r.get("image_path") for r in rows})
+    missing = sorted(set(expected) - {r.get(column) for r in rows})
     if missing:
-        stats.problems.append(f"{len(missing)} image(s) without a row, e.g. {missing[:3]}")
+        stats.problems.append(f"{len(missing)} image(s) without a row ({column}), e.g. {missing[:3]}")
     for r in rows:
+        if competition is Competition.IMC2025 and _all_nan(r.get("rotation_matrix"), 9) \
+                and _all_nan(r.get("translation_vector"), 3):
+            stats.n_identity += 1  # unregistered or an outlier: nan is the format's "no pose"
+            continue
         R, t = _numbers(r.get("rotation_matrix") or ""), _numbers(r.get("translation_vector") or "")
         if R is None or t is None or len(R) != 9 or len(t) != 3:
-            stats.problems.append(f"bad pose for {r.get('image_path')}: {r.get('rotation_matrix')!r} "
+            stats.problems.append(f"bad pose for {r.get(column)}: {r.get('rotation_matrix')!r} "
                                   f"{r.get('translation_vector')!r}")
             break
         stats.n_identity += all(abs(a - b) < 1e-9 for a, b in zip(R + t, IDENTITY_R + ZERO_T))
     return stats
 
 
-def submission_problems(csv_path: str | os.PathLike, expected: list[str]) -> list[str]:
-    return submission_stats(csv_path, expected).problems
+def submission_problems(csv_path: str | os.PathLike, expected: list[str],
+                        competition: Competition = Competition.IMC2023) -> list[str]:
+    return submission_stats(csv_path, expected, competition).problems
 
 
 def scene_reports(run_dir: str | os.PathLike) -> list[dict]:
@@ -122,7 +151,8 @@ def scene_reports(run_dir: str | os.PathLike) -> list[dict]:
 
 
 def run_problems(run_dir: str | os.PathLike, csv_path: str | os.PathLike, expected: list[str], *,
-                 max_identity_share: float = DEFAULT_MAX_IDENTITY_SHARE) -> list[str]:
+                 max_identity_share: float = DEFAULT_MAX_IDENTITY_SHARE,
+                 competition: Competition = Competition.IMC2023) -> list[str]:
     """After the run: failed scenes, identity share, completeness."""
     problems = []
     reports = [r for r in scene_reports(run_dir) if r.get("n_images", 0) > 0]
@@ -133,11 +163,12 @@ def run_problems(run_dir: str | os.PathLike, csv_path: str | os.PathLike, expect
             f"every scene failed ({len(ran)}), e.g. {first.get('dataset')}/{first.get('scene')}: {first.get('error')}. "
             f"See {Path(run_dir)}/scenes/*/*/log.txt; an unusable GPU: OVERRIDES=['device=cpu'] or another "
             f"accelerator; missing weights: WEIGHTS_DIRS")
-    stats = submission_stats(csv_path, expected)
+    stats = submission_stats(csv_path, expected, competition)
     problems += stats.problems
     if stats.n_rows and not stats.problems and stats.identity_share > max_identity_share:
         problems.append(
-            f"{stats.n_identity}/{stats.n_rows} rows ({stats.identity_share:.0%}) have identity/zero poses, above "
+            f"{stats.n_identity}/{stats.n_rows} rows ({stats.identity_share:.0%}) have identity/zero"
+            f"{' or nan' if competition is Competition.IMC2025 else ''} poses, above "
             f"MAX_IDENTITY_SHARE={max_identity_share}: images were missing, unreadable or not registered (see the "
             f"summary table and {Path(run_dir)}/scenes/*/*/report.json); raise MAX_IDENTITY_SHARE if this is expected")
     return problems

@@ -21,11 +21,12 @@ files exist.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .. import scenes
 
 KAGGLE_INPUT = Path("/kaggle/input")
 MAX_DEPTH = 6  # /kaggle/input/<model>/<framework>/<variation>/<version>/<sub>/
@@ -34,7 +35,6 @@ SAMPLE_SUBMISSION = "sample_submission.csv"
 REQUIREMENTS = "requirements.txt"
 PROJECT_WHEEL_GLOB = "imc-*.whl"
 COMPETITION_HINT = "image-matching"
-DATA_ROOT_PROBE_ROWS = 50
 
 
 class DiscoveryError(FileNotFoundError):
@@ -136,20 +136,9 @@ def find_inputs(root: str | os.PathLike = KAGGLE_INPUT, *, competition_hint: str
                         dinov2=shallow(found["dinov2"]), candidates=found)
 
 
-def listed_paths(sample_submission: str | os.PathLike, limit: int | None = None) -> list[str]:
-    with open(sample_submission, newline="") as f:
-        paths = [row.get("image_path", "") for row in csv.DictReader(f)]
-    return [p for p in paths if p][:limit]
-
-
 def data_root_for(competition: str | os.PathLike, sample_submission: str | os.PathLike | None) -> Path:
-    """The folder the sample's ``image_path`` values are relative to: ``<competition>/test`` (IMC 2023)
-    or ``<competition>`` (IMC 2024), whichever holds more of the first listed files; ``test`` when
-    neither holds any (the commit-time check then names the problem)."""
+    """The folder the sample's image paths are relative to: ``<competition>/test`` (IMC 2023, IMC 2025's
+    ``dataset/image``) or ``<competition>`` (IMC 2024), whichever holds more of the first listed files;
+    ``test`` when neither holds any (the commit-time check then names the problem)."""
     competition = Path(competition)
-    candidates = [competition / "test", competition]
-    if sample_submission is None:
-        return candidates[0]
-    paths = listed_paths(sample_submission, DATA_ROOT_PROBE_ROWS)
-    hits = [sum((root / p).is_file() for p in paths) for root in candidates]
-    return candidates[hits.index(max(hits))] if max(hits) > 0 else candidates[0]
+    return scenes.data_root_for([competition / "test", competition], sample_submission)

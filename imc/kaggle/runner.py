@@ -5,7 +5,7 @@ after every scene, so whatever kills the run (an out-of-memory kill, a late impo
 exception after the last scene) the last complete CSV is still copied. A CSV is only ever
 replaced by a complete one: :func:`publish_submission` keeps the destination when the run's is
 incomplete, and writes identity placeholders when there is neither (a submission scores, an absent
-one fails).
+one fails). IMC 2025 placeholders: every image an outlier with ``nan`` poses.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from ..scenes import Scene
-from .checks import expected_paths, submission_problems
+from ..scenes import Competition, Scene
+from .checks import expected_keys, submission_problems
 
 
 class Published(str, enum.Enum):
@@ -56,30 +56,32 @@ def _atomic_copy(src: Path, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
-def publish_submission(run_csv: str | os.PathLike, destination: str | os.PathLike, scenes: list[Scene]) -> Published:
+def publish_submission(run_csv: str | os.PathLike, destination: str | os.PathLike, scenes: list[Scene],
+                       competition: Competition = Competition.IMC2023) -> Published:
     """Copy ``run_csv`` to ``destination`` when complete; else keep a complete ``destination``; else
     write placeholders there. Returns which (:class:`Published`)."""
     run_csv, destination = Path(run_csv), Path(destination)
-    expected = expected_paths(scenes)
-    if not submission_problems(run_csv, expected):
+    expected = expected_keys(scenes, competition)
+    if not submission_problems(run_csv, expected, competition):
         _atomic_copy(run_csv, destination)
         return Published.RUN
-    if not submission_problems(destination, expected):
+    if not submission_problems(destination, expected, competition):
         return Published.KEPT
-    from ..csv_writer import main as write_csv  # numpy only: works even when the run's imports broke
+    from ..csv_writer import write_submission  # numpy only: works even when the run's imports broke
 
     destination.parent.mkdir(parents=True, exist_ok=True)
-    write_csv(scenes, {}, destination)
+    write_submission(competition, scenes, {}, {}, destination)
     return Published.PLACEHOLDER
 
 
 def run_and_publish(cmd: Sequence[str | os.PathLike], *, run_csv: str | os.PathLike, destination: str | os.PathLike,
-                    scenes: list[Scene], env: Mapping[str, str] | None = None) -> RunOutcome:
+                    scenes: list[Scene], env: Mapping[str, str] | None = None,
+                    competition: Competition = Competition.IMC2023) -> RunOutcome:
     """Run ``cmd`` (``python -m imc run ...``); whatever happens, publish the CSV in a ``finally``."""
     returncode, published = -1, Published.PLACEHOLDER
     try:
         returncode = stream(cmd, env=env)
     finally:
-        published = publish_submission(run_csv, destination, scenes)
+        published = publish_submission(run_csv, destination, scenes, competition)
         print(f"submission: {published.value} -> {destination} (imc run exit code {returncode})", flush=True)
     return RunOutcome(returncode=returncode, published=published, destination=Path(destination))

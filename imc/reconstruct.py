@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from .h5io import ResumableH5, pair_key
 from .io_utils import atomic_path, format_numbers, remove_path
+from .sfm.cameras import make_cameras
 from .verify import prior_camera
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,9 @@ class Pose:
     R: np.ndarray  # (3, 3) world-to-camera
     t: np.ndarray  # (3,)
     model: int
+    how: str = "mapper"  # mapper | relocalised (imc.sfm.refine.How)
+    reprojection_error: float = float("nan")
+    num_observations: int = 0
 
 
 @dataclass(kw_only=True)
@@ -69,20 +73,20 @@ def capture_native_output(log_path: Path) -> Iterator[None]:
 
 
 def build_database(db_path: Path, features: dict[str, dict[str, Any]], verified_path: Path, conf: dict[str, Any],
-                   pairs: list[tuple[str, str]]) -> dict[str, int]:
+                   pairs: list[tuple[str, str]], image_root: Path) -> dict[str, int]:
     """Write cameras, images, keypoints, matches and two-view geometries; return name → image_id."""
     db = pycolmap.Database.open(str(db_path))
     ids: dict[str, int] = {}
-    shared_camera_id = None
-    for name, f in features.items():
-        if len(f["keypoints"]) == 0:
-            continue
-        if conf["single_camera"] and shared_camera_id is not None:
-            camera_id = shared_camera_id
-        else:
-            camera = prior_camera(f["image_size"], conf["focal_prior_factor"], conf["camera_model"])
-            camera_id = db.write_camera(camera)
-            shared_camera_id = camera_id
+    names = [name for name, f in features.items() if len(f["keypoints"]) > 0]
+    cameras, _, priors = make_cameras(names, {n: features[n]["image_size"] for n in names}, image_root, conf)
+    camera_ids: dict[int, int] = {}  # id(shared Camera object) -> database camera id
+    for name in names:
+        f = features[name]
+        if id(cameras[name]) not in camera_ids:
+            camera_ids[id(cameras[name])] = db.write_camera(cameras[name])
+        camera_id = camera_ids[id(cameras[name])]
+        if priors[name].from_exif or conf.get("exif_prior"):
+            log.info("camera %s: focal prior %.0f px (%s)", name, priors[name].focal_px, priors[name].note)
         image_id = db.write_image(pycolmap.Image(name=name, camera_id=camera_id))
         db.write_keypoints(image_id, f["keypoints"].astype(np.float32) + 0.5)
         ids[name] = image_id
@@ -143,12 +147,32 @@ def collect_poses(ordered: list[pycolmap.Reconstruction]) -> ReconstructionResul
     return result
 
 
+def refine_and_collect(ordered: list[pycolmap.Reconstruction], features: dict[str, dict[str, Any]],
+                       verified_path: Path, conf: dict[str, Any], pairs: list[tuple[str, str]]) -> ReconstructionResult:
+    """``imc.sfm.refine.refine_models`` (checks, relocalisation) on the models, then each image's pose."""
+    from .sfm.data import load_two_view_matches
+    from .sfm.refine import refine_models
+
+    matches = load_two_view_matches(verified_path, pairs, min_num_matches=conf["min_num_matches"])
+    refined = refine_models(ordered, features, matches, conf, make_camera=lambda name: prior_camera(
+        features[name]["image_size"], conf["focal_prior_factor"], conf["camera_model"]))
+    result = ReconstructionResult(model_sizes=[r.num_reg_images() for r in ordered])
+    for name, (pose, k) in refined.poses.items():
+        prov = refined.provenance[name]
+        result.poses[name] = Pose(R=np.asarray(pose.rotation.matrix()), t=np.asarray(pose.translation), model=k,
+                                  how=prov.how.value, reprojection_error=prov.reprojection_error,
+                                  num_observations=prov.num_observations)
+    return result
+
+
 def write_poses_csv(path: Path, result: ReconstructionResult) -> None:
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["image_path", "model", "rotation_matrix", "translation_vector"])
+        w.writerow(["image_path", "model", "rotation_matrix", "translation_vector", "how", "reprojection_error",
+                    "num_observations"])
         for name, p in sorted(result.poses.items()):
-            w.writerow([name, p.model, format_numbers(p.R), format_numbers(p.t)])
+            w.writerow([name, p.model, format_numbers(p.R), format_numbers(p.t), p.how,
+                        f"{p.reprojection_error:.4f}", p.num_observations])
 
 
 def read_poses_csv(path: Path) -> ReconstructionResult:
@@ -159,7 +183,10 @@ def read_poses_csv(path: Path) -> ReconstructionResult:
             R = np.array([float(x) for x in row["rotation_matrix"].split(";")]).reshape(3, 3)
             t = np.array([float(x) for x in row["translation_vector"].split(";")])
             k = int(row["model"])
-            result.poses[row["image_path"]] = Pose(R=R, t=t, model=k)
+            result.poses[row["image_path"]] = Pose(
+                R=R, t=t, model=k, how=row.get("how") or "mapper",
+                reprojection_error=float(row.get("reprojection_error") or "nan"),
+                num_observations=int(row.get("num_observations") or 0))
             models[k] = models.get(k, 0) + 1
     result.model_sizes = [models[k] for k in sorted(models)]
     return result
@@ -172,7 +199,7 @@ def main(conf: dict[str, Any], features: dict[str, dict[str, Any]], verified_pat
         return sfm_dir
     with atomic_path(sfm_dir) as tmp:
         tmp.mkdir(parents=True)
-        ids = build_database(tmp / "database.db", features, verified_path, conf, pairs)
+        ids = build_database(tmp / "database.db", features, verified_path, conf, pairs, image_root)
         models_dir = tmp / "models"
         models_dir.mkdir()
         mapper_dir = tmp / "mapper"
@@ -187,7 +214,7 @@ def main(conf: dict[str, Any], features: dict[str, dict[str, Any]], verified_pat
                     next_image_callback=lambda: bar.update(1))
             bar.close()
         ordered = by_size(models)
-        result = collect_poses(ordered)
+        result = refine_and_collect(ordered, features, verified_path, conf, pairs)
         for k, rec in enumerate(ordered):
             (models_dir / str(k)).mkdir(exist_ok=True)
             rec.write(str(models_dir / str(k)))

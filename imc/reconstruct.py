@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from .h5io import ResumableH5, pair_key
 from .io_utils import atomic_path, format_numbers, remove_path
 from .sfm.cameras import make_cameras
+from .sfm.mapping import incremental_options, run_mapper
 from .verify import prior_camera
 
 log = logging.getLogger(__name__)
@@ -111,23 +112,7 @@ def build_database(db_path: Path, features: dict[str, dict[str, Any]], verified_
 
 
 def mapper_options(conf: dict[str, Any], seed: int) -> pycolmap.IncrementalPipelineOptions:
-    opts = pycolmap.IncrementalPipelineOptions()
-    opts.min_model_size = conf["min_model_size"]
-    opts.max_num_models = conf["max_num_models"]
-    opts.min_num_matches = conf["min_num_matches"]
-    opts.num_threads = conf["num_threads"]
-    opts.random_seed = seed
-    opts.multiple_models = True
-    opts.ba_refine_principal_point = False
-    opts.structure_less_registration_fallback = conf["structure_less_registration_fallback"]
-    opts.max_runtime_seconds = conf.get("max_runtime_seconds") or -1
-    for key, value in (conf.get("extra_options") or {}).items():
-        target = opts
-        *path, last = key.split(".")
-        for p in path:
-            target = getattr(target, p)
-        setattr(target, last, value)
-    return opts
+    return incremental_options(conf, seed)
 
 
 def by_size(models: dict[int, pycolmap.Reconstruction]) -> list[pycolmap.Reconstruction]:
@@ -208,10 +193,9 @@ def main(conf: dict[str, Any], features: dict[str, dict[str, Any]], verified_pat
         if len(ids) >= 2:
             bar = tqdm(total=len(ids), desc=desc, unit="img", disable=not progress)
             with capture_native_output(tmp / "mapper.log"):
-                models = pycolmap.incremental_mapping(
-                    str(tmp / "database.db"), str(image_root), str(mapper_dir), mapper_options(conf, seed),
-                    initial_image_pair_callback=lambda: bar.update(2),
-                    next_image_callback=lambda: bar.update(1))
+                models = run_mapper(tmp / "database.db", image_root, mapper_dir, conf, seed, num_images=len(ids),
+                                    callbacks={"initial_image_pair_callback": lambda: bar.update(2),
+                                               "next_image_callback": lambda: bar.update(1)})
             bar.close()
         ordered = by_size(models)
         result = refine_and_collect(ordered, features, verified_path, conf, pairs)

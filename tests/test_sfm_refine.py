@@ -9,8 +9,6 @@ import numpy as np
 import pycolmap
 import pytest
 
-
-
 from imc.sfm.checks import CheckOptions, check_model, rotation_angle_deg
 from imc.sfm.data import TwoViewMatches
 from imc.sfm.localize import LocalizeOptions, localize
@@ -109,24 +107,49 @@ def test_refine_models_disabled_keeps_every_mapper_pose():
     assert {p.how for p in out.provenance.values()} == {How.MAPPER}
 
 
-def test_reconstruct_main_with_checks_and_localize_writes_provenance(tmp_path):
-    """The stage end to end on a synthetic scene: database from a verified h5, mapping, refine hook, poses.csv."""
+def synthetic_stage_inputs(tmp_path, num_frames: int = 8, seed: int = 1):
+    """(features, verified h5, pairs, sfm conf from configs/default.yaml) of a synthetic scene."""
     import yaml
 
-    from imc import reconstruct
     from imc.h5io import ResumableH5, pair_key
 
-    rec, features, matches = synthetic(num_frames=8, seed=1)
+    rec, features, matches = synthetic(num_frames=num_frames, seed=seed)
     store = ResumableH5(tmp_path / "verified.h5")
     for (a, b), m in matches.pairs.items():
         store.put(pair_key(a, b), {"matches": m.astype(np.int32), "F": np.zeros((3, 3))},
                   {"config": int(pycolmap.TwoViewGeometryConfiguration.CALIBRATED), "num_raw": len(m)})
-    verified = store.finalize()
     conf = yaml.safe_load((REPO / "configs" / "default.yaml").read_text())["sfm"]
+    return features, store.finalize(), sorted(matches.pairs), conf
+
+
+def test_reconstruct_main_with_checks_and_localize_writes_provenance(tmp_path):
+    """The stage end to end on a synthetic scene: database from a verified h5, mapping, refine hook, poses.csv."""
+    from imc import reconstruct
+
+    features, verified, pairs, conf = synthetic_stage_inputs(tmp_path)
     conf["checks"]["enabled"] = conf["localize"]["enabled"] = True
-    sfm_dir = reconstruct.main(conf, features, verified, tmp_path, tmp_path / "sfm", pairs=sorted(matches.pairs),
-                               progress=False)
+    sfm_dir = reconstruct.main(conf, features, verified, tmp_path, tmp_path / "sfm", pairs=pairs, progress=False)
     result = reconstruct.read_poses_csv(sfm_dir / "poses.csv")
     assert result.n_registered == len(features) and result.model_sizes == [len(features)]
     assert {p.how for p in result.poses.values()} == {"mapper"}
     assert all(p.num_observations > 50 and p.reprojection_error < 1.0 for p in result.poses.values())
+
+
+@pytest.mark.parametrize("mapper", ["incremental", "global"])
+def test_both_mappers_register_every_image(tmp_path, mapper):
+    from imc import reconstruct
+
+    features, verified, pairs, conf = synthetic_stage_inputs(tmp_path)
+    conf["mapper"] = mapper
+    sfm_dir = reconstruct.main(conf, features, verified, tmp_path, tmp_path / "sfm", pairs=pairs, progress=False)
+    assert reconstruct.read_poses_csv(sfm_dir / "poses.csv").n_registered == len(features)
+
+
+def test_a_failing_retry_keeps_the_best_earlier_result(tmp_path):
+    from imc import reconstruct
+
+    features, verified, pairs, conf = synthetic_stage_inputs(tmp_path)
+    conf["extra_options"] = {"mapper.init_min_num_inliers": 100_000}  # no initial pair: nothing registers at first
+    conf["retries"] = [{"no_such_option": 1}, {"mapper.init_min_num_inliers": 50}]
+    sfm_dir = reconstruct.main(conf, features, verified, tmp_path, tmp_path / "sfm", pairs=pairs, progress=False)
+    assert reconstruct.read_poses_csv(sfm_dir / "poses.csv").n_registered == len(features)

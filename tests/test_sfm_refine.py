@@ -153,3 +153,42 @@ def test_a_failing_retry_keeps_the_best_earlier_result(tmp_path):
     conf["retries"] = [{"no_such_option": 1}, {"mapper.init_min_num_inliers": 50}]
     sfm_dir = reconstruct.main(conf, features, verified, tmp_path, tmp_path / "sfm", pairs=pairs, progress=False)
     assert reconstruct.read_poses_csv(sfm_dir / "poses.csv").n_registered == len(features)
+
+
+def test_similarity_from_anchors_brings_a_sub_model_into_the_largest():
+    from imc.sfm.merge import estimate_similarity
+
+    rec, features, _ = synthetic()
+    poses = {im.name: (np.asarray(im.cam_from_world().rotation.matrix()), np.asarray(im.cam_from_world().translation))
+             for im in rec.images.values()}
+    rng = np.random.default_rng(0)
+    Q = pycolmap.Rotation3d(rng.normal(size=3)).matrix()
+    s, u = 2.5, np.array([1.0, -3.0, 0.5])
+    in_k = {n: (R @ Q.T, s * t - R @ Q.T @ u) for n, (R, t) in poses.items()}  # the same cameras in world k
+    names = sorted(poses)
+    sim = estimate_similarity([(*in_k[n], *poses[n]) for n in names[:3]])
+    assert sim is not None and sim.s == pytest.approx(s, rel=1e-6)
+    for n in names[3:]:
+        R0, t0 = sim.pose_in_target(*in_k[n])
+        assert np.allclose(R0, poses[n][0], atol=1e-6) and np.allclose(t0, poses[n][1], atol=1e-6)
+    assert estimate_similarity([(*in_k[names[0]], *poses[names[0]])]) is None  # one anchor is not enough
+    wrong = (in_k[names[1]][0] @ pycolmap.Rotation3d(np.array([0.3, 0, 0])).matrix(), in_k[names[1]][1])
+    assert estimate_similarity([(*in_k[names[0]], *poses[names[0]]), (*wrong, *poses[names[1]])]) is None
+
+
+def test_two_view_fallback_poses_disjoint_pairs_when_no_model_exists():
+    rec, features, matches = synthetic()
+    camera = rec.cameras[next(iter(rec.images.values())).camera_id]
+    out = refine_models([], features, matches, {"twoview": {"enabled": True}}, make_camera=lambda n: camera)
+    posed = {n for n, p in out.provenance.items() if p.how is How.TWO_VIEW}
+    assert len(posed) == len(features) - len(features) % 2
+    models = {}
+    for n in posed:
+        models.setdefault(out.poses[n][1], []).append(n)
+    assert all(len(v) == 2 for v in models.values())
+    for a, b in models.values():
+        (pa, _), (pb, _) = out.poses[a], out.poses[b]
+        ia, ib = rec.find_image_with_name(a), rec.find_image_with_name(b)
+        rel_true = ib.cam_from_world() * ia.cam_from_world().inverse()
+        rel = pb * pa.inverse()
+        assert rotation_angle_deg(np.asarray(rel.rotation.matrix()) @ np.asarray(rel_true.rotation.matrix()).T) < 0.5

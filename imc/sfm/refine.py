@@ -5,6 +5,9 @@
    disagrees, or that cannot be relocalised, is written unregistered.
 2. ``sfm.localize``: images the largest model lacks (unregistered, or only in a smaller model) are
    localised against it.
+3. ``sfm.merge``: the other images of a smaller model follow its relocalised images (anchors) into the
+   largest through a similarity (:mod:`imc.sfm.merge`); a model that cannot be merged keeps its poses.
+4. ``sfm.twoview``: images still without a pose get two-view poses, pair by pair (:mod:`imc.sfm.twoview`).
 
 Every image gets a :class:`Provenance` (model, how it got its pose, reprojection error, observations).
 """
@@ -23,6 +26,8 @@ import pycolmap
 from .checks import CheckOptions, ImageCheck, check_model, check_pair
 from .data import TwoViewMatches
 from .localize import Localization, LocalizeOptions, localize
+from .merge import estimate_similarity
+from .twoview import two_view_poses
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +35,8 @@ log = logging.getLogger(__name__)
 class How(str, enum.Enum):
     MAPPER = "mapper"
     RELOCALISED = "relocalised"
+    MERGED = "merged"
+    TWO_VIEW = "two_view"
     UNREGISTERED = "unregistered"
 
 
@@ -48,6 +55,14 @@ class RefineResult:
     poses: dict[str, tuple[pycolmap.Rigid3d, int]] = field(default_factory=dict)  # name -> (cam_from_world, model)
     provenance: dict[str, Provenance] = field(default_factory=dict)
     checks: dict[str, ImageCheck] = field(default_factory=dict)
+
+
+def _R(pose: pycolmap.Rigid3d) -> np.ndarray:
+    return np.asarray(pose.rotation.matrix())
+
+
+def _t(pose: pycolmap.Rigid3d) -> np.ndarray:
+    return np.asarray(pose.translation)
 
 
 def _set_pose(rec: pycolmap.Reconstruction, image: pycolmap.Image, loc: Localization) -> None:
@@ -89,8 +104,12 @@ def refine_models(ordered: list[pycolmap.Reconstruction], features: dict[str, di
     out = RefineResult()
     check_conf = dict(conf.get("checks") or {})
     loc_conf = dict(conf.get("localize") or {})
+    merge_conf = dict(conf.get("merge") or {})
+    twoview_conf = dict(conf.get("twoview") or {})
     check_on = bool(check_conf.pop("enabled", False))
     loc_on = bool(loc_conf.pop("enabled", False))
+    merge_on = bool(merge_conf.pop("enabled", False))
+    twoview_on = bool(twoview_conf.pop("enabled", False))
     check_opts = CheckOptions.from_conf(check_conf)
     loc_opts = LocalizeOptions.from_conf(loc_conf)
 
@@ -127,6 +146,7 @@ def refine_models(ordered: list[pycolmap.Reconstruction], features: dict[str, di
             prov.num_observations = len(errs)
             out.provenance[image.name] = prov
 
+    mapper_poses = dict(out.poses)  # each image's pose in the largest model that holds it
     if loc_on and ordered:
         largest = ordered[0]
         in_largest = {im.name for im in largest.images.values() if im.has_pose}
@@ -145,6 +165,38 @@ def refine_models(ordered: list[pycolmap.Reconstruction], features: dict[str, di
                                               (f" (was in model {was.model})" if was and was.model > 0 else ""))
             log.info("localize: %s localised into model 0 with %d/%d inliers", name, loc.num_inliers,
                      loc.num_correspondences)
+
+    if merge_on and loc_on:
+        for k in range(1, len(ordered)):
+            members = [n for n, (_, m) in mapper_poses.items() if m == k]
+            anchors = [n for n in members if out.poses[n][1] == 0]
+            rest = [n for n in members if out.poses[n][1] == k]
+            if not rest:
+                continue
+            sim = estimate_similarity([(_R(mapper_poses[n][0]), _t(mapper_poses[n][0]), _R(out.poses[n][0]),
+                                        _t(out.poses[n][0])) for n in anchors],
+                                      max_rotation_spread_deg=merge_conf.get("max_rotation_spread_deg", 5.0))
+            if sim is None:
+                log.info("merge: model %d (%d images) not merged: %d anchor(s)", k, len(members), len(anchors))
+                continue
+            for n in rest:
+                R0, t0 = sim.pose_in_target(_R(mapper_poses[n][0]), _t(mapper_poses[n][0]))
+                out.poses[n] = (pycolmap.Rigid3d(pycolmap.Rotation3d(R0), t0), 0)
+                prov = out.provenance[n]
+                prov.how, prov.model, prov.note = How.MERGED, 0, f"model {k} merged into 0 via {len(anchors)} anchors"
+            log.info("merge: model %d merged into model 0 via %d anchors (%d images moved)", k, len(anchors), len(rest))
+
+    if twoview_on:
+        unposed = {n for n in features if n not in out.poses}
+        for i, tv in enumerate(two_view_poses(unposed, features, matches, make_camera,
+                                              **{k: v for k, v in twoview_conf.items()})):
+            k = len(ordered) + i
+            out.poses[tv.a] = (pycolmap.Rigid3d(), k)
+            out.poses[tv.b] = (tv.b_from_a, k)
+            for n in (tv.a, tv.b):
+                out.provenance[n] = Provenance(model=k, how=How.TWO_VIEW, num_observations=tv.num_inliers,
+                                               note=f"two-view pose of {tv.a} / {tv.b}")
+            log.info("twoview: %s / %s posed from %d inliers (model %d)", tv.a, tv.b, tv.num_inliers, k)
     for name in features:
         out.provenance.setdefault(name, Provenance())
     return out

@@ -74,12 +74,15 @@ def capture_native_output(log_path: Path) -> Iterator[None]:
 
 
 def build_database(db_path: Path, features: dict[str, dict[str, Any]], verified_path: Path, conf: dict[str, Any],
-                   pairs: list[tuple[str, str]], image_root: Path) -> dict[str, int]:
-    """Write cameras, images, keypoints, matches and two-view geometries; return name → image_id."""
+                   pairs: list[tuple[str, str]], image_root: Path, *,
+                   refined_focals: dict[str, float] | None = None) -> dict[str, int]:
+    """Write cameras, images, keypoints, matches and two-view geometries; return name → image_id.
+    ``refined_focals`` (``camera_mode: auto``): per-image focals of a first pass (imc.sfm.cameras)."""
     db = pycolmap.Database.open(str(db_path))
     ids: dict[str, int] = {}
     names = [name for name, f in features.items() if len(f["keypoints"]) > 0]
-    cameras, _, priors = make_cameras(names, {n: features[n]["image_size"] for n in names}, image_root, conf)
+    cameras, _, priors = make_cameras(names, {n: features[n]["image_size"] for n in names}, image_root, conf,
+                                      refined_focals=refined_focals)
     camera_ids: dict[int, int] = {}  # id(shared Camera object) -> database camera id
     for name in names:
         f = features[name]
@@ -118,6 +121,16 @@ def mapper_options(conf: dict[str, Any], seed: int) -> pycolmap.IncrementalPipel
 def by_size(models: dict[int, pycolmap.Reconstruction]) -> list[pycolmap.Reconstruction]:
     """Models largest first: index k here is ``model`` in poses.csv and the folder ``models/<k>/``."""
     return sorted(models.values(), key=lambda r: r.num_reg_images(), reverse=True)
+
+
+def refined_focals(ordered: list[pycolmap.Reconstruction]) -> dict[str, float]:
+    """Each registered image's focal length (px), from the largest model that holds it."""
+    out: dict[str, float] = {}
+    for rec in ordered:
+        for im in rec.images.values():
+            if im.has_pose and im.name not in out:
+                out[im.name] = float(rec.cameras[im.camera_id].mean_focal_length())
+    return out
 
 
 def collect_poses(ordered: list[pycolmap.Reconstruction]) -> ReconstructionResult:
@@ -184,19 +197,29 @@ def main(conf: dict[str, Any], features: dict[str, dict[str, Any]], verified_pat
         return sfm_dir
     with atomic_path(sfm_dir) as tmp:
         tmp.mkdir(parents=True)
-        ids = build_database(tmp / "database.db", features, verified_path, conf, pairs, image_root)
         models_dir = tmp / "models"
         models_dir.mkdir()
         mapper_dir = tmp / "mapper"
         mapper_dir.mkdir()
-        models: dict[int, pycolmap.Reconstruction] = {}
-        if len(ids) >= 2:
+
+        def map_once(db_path: Path, first_pass: dict[str, float] | None) -> tuple[dict[str, int], dict[int, pycolmap.Reconstruction]]:
+            ids = build_database(db_path, features, verified_path, conf, pairs, image_root, refined_focals=first_pass)
+            if len(ids) < 2:
+                return ids, {}
             bar = tqdm(total=len(ids), desc=desc, unit="img", disable=not progress)
             with capture_native_output(tmp / "mapper.log"):
-                models = run_mapper(tmp / "database.db", image_root, mapper_dir, conf, seed, num_images=len(ids),
+                models = run_mapper(db_path, image_root, mapper_dir, conf, seed, num_images=len(ids),
                                     callbacks={"initial_image_pair_callback": lambda: bar.update(2),
                                                "next_image_callback": lambda: bar.update(1)})
             bar.close()
+            return ids, models
+
+        if conf.get("camera_mode") == "auto":  # per-image cameras first; groups confirmed by the refined focals
+            _, first = map_once(tmp / "first_pass.db", None)
+            remove_path(tmp / "first_pass.db")
+            ids, models = map_once(tmp / "database.db", refined_focals(by_size(first)))
+        else:
+            ids, models = map_once(tmp / "database.db", None)
         ordered = by_size(models)
         result = refine_and_collect(ordered, features, verified_path, conf, pairs)
         for k, rec in enumerate(ordered):

@@ -73,3 +73,13 @@ def test_kyiv_exif_priors_are_plausible():
     # two lenses (f35 10 and 25 mm) and two image sizes: 3 groups, although GT focals form 3 other clusters (crops)
     assert len(set(groups.values())) == 3
     assert all(300 < p.focal_px < 1300 for p in priors.values()) and not math.isnan(priors[names[0]].focal_px)
+
+
+def test_confirm_groups_splits_crops_of_one_exif_group():
+    from imc.sfm.cameras import confirm_groups
+
+    groups = {"a": "g", "b": "g", "c": "g", "d": "g", "e": "h"}
+    focals = {"a": 1160.0, "b": 1180.0, "c": 2350.0, "d": 2340.0}  # kyiv: identical EXIF, crops at 2x
+    out = confirm_groups(groups, focals, 0.1)
+    assert out["a"] == out["b"] and out["c"] == out["d"] and out["a"] != out["c"]
+    assert out["e"] == "e"  # no refined focal: its own camera

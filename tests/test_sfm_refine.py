@@ -192,3 +192,13 @@ def test_two_view_fallback_poses_disjoint_pairs_when_no_model_exists():
         rel_true = ib.cam_from_world() * ia.cam_from_world().inverse()
         rel = pb * pa.inverse()
         assert rotation_angle_deg(np.asarray(rel.rotation.matrix()) @ np.asarray(rel_true.rotation.matrix()).T) < 0.5
+
+
+def test_auto_camera_mode_maps_twice_and_registers_every_image(tmp_path):
+    from imc import reconstruct
+
+    features, verified, pairs, conf = synthetic_stage_inputs(tmp_path)
+    conf["camera_mode"] = "auto"
+    sfm_dir = reconstruct.main(conf, features, verified, tmp_path, tmp_path / "sfm", pairs=pairs, progress=False)
+    assert reconstruct.read_poses_csv(sfm_dir / "poses.csv").n_registered == len(features)
+    assert not (sfm_dir / "first_pass.db").exists()

@@ -6,7 +6,10 @@
   ``focal_prior_factor × max(W, H)`` and the reason is returned.
 - ``camera_mode``: ``per_image`` (one camera per image), ``single`` (one camera for the scene, when all images
   share one size), ``exif`` (images sharing EXIF make, model, focal and size share one camera).
-  Crops break ``exif``: on kyiv, images with identical EXIF have GT focals of 1170 and 2350 px.
+  Crops break ``exif``: on kyiv, images with identical EXIF have GT focals of 1170 and 2350 px. So ``auto``
+  confirms the EXIF groups by the data: a first pass maps with per-image cameras, then images of one EXIF
+  group share a camera only when their refined focals agree within ``camera_focal_tolerance`` (relative),
+  starting from the group's median refined focal; images the first pass left out keep their own camera.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ class CameraMode(str, enum.Enum):
     PER_IMAGE = "per_image"
     SINGLE = "single"
     EXIF = "exif"
+    AUTO = "auto"
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -93,23 +97,56 @@ def group_key(mode: CameraMode, name: str, exif: ExifInfo, image_size: np.ndarra
     return f"{exif.make}|{exif.model}|{exif.focal_mm}|{exif.focal_35mm}|{size}"
 
 
-def make_cameras(names: list[str], image_sizes: dict[str, np.ndarray], image_root: Path, conf: dict[str, Any]
+def confirm_groups(groups: dict[str, str], focals: dict[str, float], tolerance: float) -> dict[str, str]:
+    """Split each group where its sorted refined focals jump by more than ``tolerance``; images without a
+    refined focal get a group of their own."""
+    out: dict[str, str] = {}
+    by_group: dict[str, list[str]] = {}
+    for name, key in groups.items():
+        if name in focals:
+            by_group.setdefault(key, []).append(name)
+        else:
+            out[name] = name
+    for key, members in by_group.items():
+        members.sort(key=lambda n: focals[n])
+        part = 0
+        for prev, name in zip([None] + members[:-1], members):
+            if prev is not None and focals[name] > (1 + tolerance) * focals[prev]:
+                part += 1
+            out[name] = f"{key}#{part}"
+    return out
+
+
+def make_cameras(names: list[str], image_sizes: dict[str, np.ndarray], image_root: Path, conf: dict[str, Any], *,
+                 refined_focals: dict[str, float] | None = None
                  ) -> tuple[dict[str, pycolmap.Camera], dict[str, str], dict[str, CameraPrior]]:
-    """(camera per image — images of one group share the same object —, group key per image, prior per image)."""
+    """(camera per image — images of one group share the same object —, group key per image, prior per image).
+    ``refined_focals`` (``auto``, second pass): confirm the EXIF groups and start from their median focal."""
     mode = CameraMode.SINGLE if conf.get("single_camera") else CameraMode(conf.get("camera_mode") or "per_image")
+    if mode is CameraMode.AUTO and refined_focals is None:
+        mode = CameraMode.PER_IMAGE  # the first pass
     use_exif = bool(conf.get("exif_prior", False))
-    need_exif = use_exif or mode is CameraMode.EXIF
+    need_exif = use_exif or mode in (CameraMode.EXIF, CameraMode.AUTO)
     cameras: dict[str, pycolmap.Camera] = {}
     groups: dict[str, str] = {}
     priors: dict[str, CameraPrior] = {}
     by_group: dict[str, pycolmap.Camera] = {}
+    exifs = {name: read_exif(image_root / name) if need_exif else ExifInfo() for name in names}
+    keys = {name: group_key(CameraMode.EXIF if mode is CameraMode.AUTO else mode, name, exifs[name], image_sizes[name])
+            for name in names}
+    if mode is CameraMode.AUTO:
+        keys = confirm_groups(keys, refined_focals or {}, float(conf.get("camera_focal_tolerance", 0.1)))
     for name in names:
-        exif = read_exif(image_root / name) if need_exif else ExifInfo()
+        exif = exifs[name]
         prior = camera_prior(exif, image_sizes[name], focal_prior_factor=conf["focal_prior_factor"], use_exif=use_exif)
-        key = group_key(mode, name, exif, image_sizes[name])
+        key = keys[name]
         if key not in by_group:
             w, h = int(image_sizes[name][0]), int(image_sizes[name][1])
-            cam = pycolmap.Camera.create_from_model_name(0, conf["camera_model"], prior.focal_px, w, h)
+            focal = prior.focal_px
+            if mode is CameraMode.AUTO and refined_focals:
+                group = [refined_focals[n] for n in names if keys[n] == key and n in refined_focals]
+                focal = float(np.median(group)) if group else focal
+            cam = pycolmap.Camera.create_from_model_name(0, conf["camera_model"], focal, w, h)
             cam.has_prior_focal_length = prior.from_exif
             by_group[key] = cam
         cameras[name], groups[name], priors[name] = by_group[key], key, prior

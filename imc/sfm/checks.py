@@ -95,6 +95,8 @@ def check_pair(cam0: pycolmap.Camera, pose0: pycolmap.Rigid3d, cam1: pycolmap.Ca
     ransac = pycolmap.RANSACOptions()
     ransac.max_error = options.max_epipolar_error_px
     ransac.random_seed = 0
+    ransac.min_num_trials = 50  # verified inliers: a near-all-inlier set needs few samples (1000 by default)
+    ransac.max_num_trials = 1000
     est = pycolmap.estimate_relative_pose(cam0, kp0, cam1, kp1, ransac)
     if est is None:
         return agreement, float("nan")

@@ -202,3 +202,10 @@ def test_auto_camera_mode_maps_twice_and_registers_every_image(tmp_path):
     sfm_dir = reconstruct.main(conf, features, verified, tmp_path, tmp_path / "sfm", pairs=pairs, progress=False)
     assert reconstruct.read_poses_csv(sfm_dir / "poses.csv").n_registered == len(features)
     assert not (sfm_dir / "first_pass.db").exists()
+
+
+def test_images_that_share_nothing_stay_unregistered_with_every_lever_on():
+    _, features, _ = synthetic()
+    conf = {k: {"enabled": True} for k in ("checks", "localize", "merge", "twoview")}
+    out = refine_models([], features, TwoViewMatches(), conf, make_camera=lambda n: None)
+    assert out.poses == {} and {p.how for p in out.provenance.values()} == {How.UNREGISTERED}

@@ -36,8 +36,8 @@ def two_view_poses(names: set[str], features: dict[str, dict[str, Any]], matches
         ransac = pycolmap.RANSACOptions()
         ransac.max_error = max_error_px
         ransac.random_seed = 0
-    ransac.min_num_trials = 50  # verified inliers: a near-all-inlier set needs few samples (1000 by default)
-    ransac.max_num_trials = 1000
+        ransac.min_num_trials = 50  # verified inliers: few samples needed (1000 by default)
+        ransac.max_num_trials = 1000
         est = pycolmap.estimate_relative_pose(
             make_camera(a), features[a]["keypoints"][m[:, 0]].astype(np.float64) + 0.5,
             make_camera(b), features[b]["keypoints"][m[:, 1]].astype(np.float64) + 0.5, ransac)

@@ -128,8 +128,9 @@ def refine_models(ordered: list[pycolmap.Reconstruction], features: dict[str, di
                                                  check_opts, others)
                 if ok:
                     _set_pose(rec, rec.find_image_with_name(name), loc)
-                log.info("checks: model %d image %s disagrees with %d/%d partners -> %s", k, name,
-                         checks[name].num_disagree, len(checks[name].pairs), "relocalised" if ok else "unregistered")
+                log.info("checks: model %d image %s disagrees with %d/%d partners (weighted agreement %.2f) -> %s", k, name,
+                         checks[name].num_disagree, len(checks[name].pairs), checks[name].weighted_agreement,
+                         "relocalised" if ok else "unregistered")
                 out.provenance[name] = Provenance(model=k if ok else -1, how=How.RELOCALISED if ok else How.UNREGISTERED,
                                                   flagged=True, note=f"disagreed with {checks[name].num_disagree}/"
                                                   f"{len(checks[name].pairs)} partners")

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from . import csv_writer, stages
@@ -46,6 +47,8 @@ class SceneReport:
     paths: dict[str, str] = field(default_factory=dict)  # output key (stages.key) -> path
     fingerprints: dict[str, str] = field(default_factory=dict)
     overrides: list[str] = field(default_factory=list)
+    # image -> {model, how (mapper | relocalised | merged | two_view), reprojection_error, num_observations}
+    provenance: dict[str, dict[str, Any]] = field(default_factory=dict)
     budget: list[str] = field(default_factory=list)  # what the time budget did: cap, fallbacks, stages cut short
 
     @property
@@ -167,6 +170,9 @@ def collect_report(ctx: SceneContext, report: SceneReport) -> dict[str, Pose]:
     report.n_registered = result.n_registered
     report.n_models = result.n_models
     report.model_sizes = result.model_sizes
+    report.provenance = {name: {"model": p.model, "how": p.how, "num_observations": p.num_observations,
+                                "reprojection_error": None if np.isnan(p.reprojection_error) else p.reprojection_error}
+                         for name, p in sorted(result.poses.items())}
     for p in usable:
         if p not in result.poses:
             report.fallbacks.append({"image_path": p, "reason": "not registered by the mapper: identity/zero written"})

@@ -29,6 +29,8 @@ from .fuse import read_images
 from .h5io import ResumableH5, pair_key
 from .io_utils import atomic_path, atomic_write_json, format_numbers, parse_numbers, remove_path
 from .pairs import read_pairs
+from .sfm.cameras import make_cameras
+from .sfm.mapping import incremental_options, run_mapper
 from .verify import prior_camera
 
 if TYPE_CHECKING:
@@ -42,6 +44,9 @@ class Pose:
     R: np.ndarray  # (3, 3) world-to-camera
     t: np.ndarray  # (3,)
     model: int
+    how: str = "mapper"  # mapper | relocalised (imc.sfm.refine.How)
+    reprojection_error: float = float("nan")
+    num_observations: int = 0
 
 
 @dataclass(kw_only=True)
@@ -78,20 +83,23 @@ def capture_native_output(log_path: Path) -> Iterator[None]:
 
 
 def build_database(db_path: Path, features: dict[str, dict[str, Any]], verified_path: Path, conf: dict[str, Any],
-                   pairs: list[tuple[str, str]], *, cameras: dict[str, Any]) -> dict[str, int]:
-    """Write cameras, images, keypoints, matches and two-view geometries; return name → image_id."""
+                   pairs: list[tuple[str, str]], image_root: Path, *, cameras: dict[str, Any],
+                   refined_focals: dict[str, float] | None = None) -> dict[str, int]:
+    """Write cameras, images, keypoints, matches and two-view geometries; return name → image_id.
+    ``refined_focals`` (``cameras.mode: auto``): per-image focals of a first pass (imc.sfm.cameras)."""
     db = pycolmap.Database.open(str(db_path))
     ids: dict[str, int] = {}
-    shared_camera_id = None
-    for name, f in features.items():
-        if len(f["keypoints"]) == 0:
-            continue
-        if cameras["single_camera"] and shared_camera_id is not None:
-            camera_id = shared_camera_id
-        else:
-            camera = prior_camera(f["image_size"], cameras["focal_prior_factor"], cameras["model"])
-            camera_id = db.write_camera(camera)
-            shared_camera_id = camera_id
+    names = [name for name, f in features.items() if len(f["keypoints"]) > 0]
+    per_image, _, priors = make_cameras(names, {n: features[n]["image_size"] for n in names}, image_root, cameras,
+                                        refined_focals=refined_focals)
+    camera_ids: dict[int, int] = {}  # id(shared Camera object) -> database camera id
+    for name in names:
+        f = features[name]
+        if id(per_image[name]) not in camera_ids:
+            camera_ids[id(per_image[name])] = db.write_camera(per_image[name])
+        camera_id = camera_ids[id(per_image[name])]
+        if priors[name].from_exif or cameras["exif_prior"]:
+            log.info("camera %s: focal prior %.0f px (%s)", name, priors[name].focal_px, priors[name].note)
         image_id = db.write_image(pycolmap.Image(name=name, camera_id=camera_id))
         db.write_keypoints(image_id, f["keypoints"].astype(np.float32) + 0.5)
         ids[name] = image_id
@@ -117,28 +125,22 @@ def build_database(db_path: Path, features: dict[str, dict[str, Any]], verified_
 
 def mapper_options(conf: dict[str, Any], seed: int, *, max_runtime_seconds: float | None = None
                    ) -> pycolmap.IncrementalPipelineOptions:
-    opts = pycolmap.IncrementalPipelineOptions()
-    opts.min_model_size = conf["min_model_size"]
-    opts.max_num_models = conf["max_num_models"]
-    opts.min_num_matches = conf["min_num_matches"]
-    opts.num_threads = conf["num_threads"]
-    opts.random_seed = seed
-    opts.multiple_models = True
-    opts.ba_refine_principal_point = False
-    opts.structure_less_registration_fallback = conf["structure_less_registration_fallback"]
-    opts.max_runtime_seconds = max(1, int(max_runtime_seconds)) if max_runtime_seconds else -1
-    for key, value in (conf.get("extra_options") or {}).items():
-        target = opts
-        *path, last = key.split(".")
-        for p in path:
-            target = getattr(target, p)
-        setattr(target, last, value)
-    return opts
+    return incremental_options(conf, seed, max_runtime_seconds=max_runtime_seconds)
 
 
 def by_size(models: dict[int, pycolmap.Reconstruction]) -> list[pycolmap.Reconstruction]:
     """Models largest first: index k here is ``model`` in poses.csv and the folder ``models/<k>/``."""
     return sorted(models.values(), key=lambda r: r.num_reg_images(), reverse=True)
+
+
+def refined_focals(ordered: list[pycolmap.Reconstruction]) -> dict[str, float]:
+    """Each registered image's focal length (px), from the largest model that holds it."""
+    out: dict[str, float] = {}
+    for rec in ordered:
+        for im in rec.images.values():
+            if im.has_pose and im.name not in out:
+                out[im.name] = float(rec.cameras[im.camera_id].mean_focal_length())
+    return out
 
 
 def collect_poses(ordered: list[pycolmap.Reconstruction]) -> ReconstructionResult:
@@ -153,12 +155,33 @@ def collect_poses(ordered: list[pycolmap.Reconstruction]) -> ReconstructionResul
     return result
 
 
+def refine_and_collect(ordered: list[pycolmap.Reconstruction], features: dict[str, dict[str, Any]],
+                       verified_path: Path, conf: dict[str, Any], pairs: list[tuple[str, str]], *,
+                       cameras: dict[str, Any]) -> ReconstructionResult:
+    """``imc.sfm.refine.refine_models`` (checks, relocalisation) on the models, then each image's pose."""
+    from .sfm.data import load_two_view_matches
+    from .sfm.refine import refine_models
+
+    matches = load_two_view_matches(verified_path, pairs, min_num_matches=conf["min_num_matches"])
+    refined = refine_models(ordered, features, matches, conf, make_camera=lambda name: prior_camera(
+        features[name]["image_size"], cameras["focal_prior_factor"], cameras["model"]))
+    result = ReconstructionResult(model_sizes=[r.num_reg_images() for r in ordered])
+    for name, (pose, k) in refined.poses.items():
+        prov = refined.provenance[name]
+        result.poses[name] = Pose(R=np.asarray(pose.rotation.matrix()), t=np.asarray(pose.translation), model=k,
+                                  how=prov.how.value, reprojection_error=prov.reprojection_error,
+                                  num_observations=prov.num_observations)
+    return result
+
+
 def write_poses_csv(path: Path, result: ReconstructionResult) -> None:
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["image_path", "model", "rotation_matrix", "translation_vector"])
+        w.writerow(["image_path", "model", "rotation_matrix", "translation_vector", "how", "reprojection_error",
+                    "num_observations"])
         for name, p in sorted(result.poses.items()):
-            w.writerow([name, p.model, format_numbers(p.R), format_numbers(p.t)])
+            w.writerow([name, p.model, format_numbers(p.R), format_numbers(p.t), p.how,
+                        f"{p.reprojection_error:.4f}", p.num_observations])
 
 
 def read_poses_csv(path: Path) -> ReconstructionResult:
@@ -169,7 +192,10 @@ def read_poses_csv(path: Path) -> ReconstructionResult:
             R = parse_numbers(row["rotation_matrix"], (3, 3))
             t = parse_numbers(row["translation_vector"], (3,))
             k = int(row["model"])
-            result.poses[row["image_path"]] = Pose(R=R, t=t, model=k)
+            result.poses[row["image_path"]] = Pose(
+                R=R, t=t, model=k, how=row.get("how") or "mapper",
+                reprojection_error=float(row.get("reprojection_error") or "nan"),
+                num_observations=int(row.get("num_observations") or 0))
             models[k] = models.get(k, 0) + 1
     result.model_sizes = [models[k] for k in sorted(models)]
     return result
@@ -210,25 +236,34 @@ def main(conf: dict[str, Any], fused_path: Path, verified_path: Path, pairs_path
     pairs = read_pairs(pairs_path)
     with atomic_path(sfm_dir) as tmp:
         tmp.mkdir(parents=True)
-        ids = build_database(tmp / "database.db", features, verified_path, conf, pairs, cameras=cameras)
         models_dir = tmp / "models"
         models_dir.mkdir()
         mapper_dir = tmp / "mapper"
         mapper_dir.mkdir()
-        models: dict[int, pycolmap.Reconstruction] = {}
-        t0 = time.perf_counter()
-        if len(ids) >= 2:
+
+        def map_once(db_path: Path, first_pass: dict[str, float] | None) -> tuple[dict[str, int], dict[int, pycolmap.Reconstruction]]:
+            ids = build_database(db_path, features, verified_path, conf, pairs, image_root, cameras=cameras,
+                                 refined_focals=first_pass)
+            if len(ids) < 2:
+                return ids, {}
             bar = tqdm(total=len(ids), desc=desc, unit="img", disable=not progress)
             with capture_native_output(tmp / "mapper.log"):
-                models = pycolmap.incremental_mapping(
-                    str(tmp / "database.db"), str(image_root), str(mapper_dir),
-                    mapper_options(conf, seed, max_runtime_seconds=cap),
-                    initial_image_pair_callback=lambda: bar.update(2),
-                    next_image_callback=lambda: bar.update(1))
+                models = run_mapper(db_path, image_root, mapper_dir, conf, seed, num_images=len(ids), max_runtime_seconds=cap,
+                                    callbacks={"initial_image_pair_callback": lambda: bar.update(2),
+                                               "next_image_callback": lambda: bar.update(1)})
             bar.close()
+            return ids, models
+
+        t0 = time.perf_counter()
+        if cameras["mode"] == "auto":  # per-image cameras first; groups confirmed by the refined focals
+            _, first = map_once(tmp / "first_pass.db", None)
+            remove_path(tmp / "first_pass.db")
+            ids, models = map_once(tmp / "database.db", refined_focals(by_size(first)))
+        else:
+            ids, models = map_once(tmp / "database.db", None)
         seconds = time.perf_counter() - t0
         ordered = by_size(models)
-        result = collect_poses(ordered)
+        result = refine_and_collect(ordered, features, verified_path, conf, pairs, cameras=cameras)
         for k, rec in enumerate(ordered):
             (models_dir / str(k)).mkdir(exist_ok=True)
             rec.write(str(models_dir / str(k)))

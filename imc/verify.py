@@ -47,7 +47,7 @@ def prior_camera(image_size: np.ndarray, focal_factor: float, model: str) -> pyc
 
 
 def verify_pair(conf: dict[str, Any], f0: dict[str, Any], f1: dict[str, Any], matches: np.ndarray, *,
-                cameras: dict[str, Any], seed: int = 0) -> dict[str, Any]:
+                camera0: pycolmap.Camera, camera1: pycolmap.Camera, seed: int = 0) -> dict[str, Any]:
     """``seed`` seeds COLMAP's RANSAC for this call alone: a pair's result does not depend on which pairs
     were verified before it in the process (a resumed run equals an uninterrupted one)."""
     method = VerificationMethod(conf["method"])
@@ -75,8 +75,7 @@ def verify_pair(conf: dict[str, Any], f0: dict[str, Any], f1: dict[str, Any], ma
     options.ransac.random_seed = seed  # -1 (COLMAP's default) continues one process-wide random sequence
     options.min_num_inliers = conf["min_inliers"]
     geom = pycolmap.estimate_two_view_geometry(
-        prior_camera(f0["image_size"], cameras["focal_prior_factor"], cameras["model"]), k0,
-        prior_camera(f1["image_size"], cameras["focal_prior_factor"], cameras["model"]), k1,
+        camera0, k0, camera1, k1,
         matches.astype(np.uint32), options)
     inliers = np.asarray(geom.inlier_matches, dtype=np.int32).reshape(-1, 2)
     config = geom.config
@@ -93,8 +92,11 @@ def pair_seed(seed: int, key: str) -> int:
 
 
 def main(conf: dict[str, Any], fused_path: Path, pairs_path: Path, verified_path: Path, *, cameras: dict[str, Any],
-         seed: int = 0, progress: bool = True, desc: str = "verify") -> Path:
-    """Verify every listed pair that has fused matches (resumable per pair)."""
+         image_root: Path, seed: int = 0, progress: bool = True, desc: str = "verify") -> Path:
+    """Verify every listed pair that has fused matches (resumable per pair), with the cameras the mapper
+    starts from (``cameras:``: EXIF priors and groups, imc/sfm/cameras.py; ``auto`` = its first pass)."""
+    from .sfm.cameras import make_cameras
+
     fused = ResumableH5(fused_path)
     images = read_images(fused_path)
     store = ResumableH5(verified_path)
@@ -106,11 +108,15 @@ def main(conf: dict[str, Any], fused_path: Path, pairs_path: Path, verified_path
     todo = store.pending(expected)
     log.info("verify: %d pairs to verify (%s) -> %s", len(todo), conf["method"], verified_path.name)
     names = {key: (a, b) for a, b in read_pairs(pairs_path) for key in [pair_key(a, b)]}
+    needed = sorted({n for key in todo for n in names[key]})
+    camera_of = make_cameras(needed, {n: images[n]["image_size"] for n in needed}, image_root, cameras)[0] \
+        if todo and VerificationMethod(conf["method"]) is VerificationMethod.PYCOLMAP else {}
     for key in tqdm(todo, desc=desc, unit="pair", disable=not progress):
         a, b = names[key]
         raw = fused.get(key)["matches"]
         if len(raw) >= conf["min_matches"]:
-            result = verify_pair(conf, images[a], images[b], raw, cameras=cameras, seed=pair_seed(seed, key))
+            result = verify_pair(conf, images[a], images[b], raw, camera0=camera_of.get(a), camera1=camera_of.get(b),
+                                 seed=pair_seed(seed, key))
         else:
             result = {"inliers": np.zeros((0, 2), np.int32), "config": int(TwoViewConfig.DEGENERATE),
                       "F": np.zeros((3, 3))}
@@ -121,5 +127,5 @@ def main(conf: dict[str, Any], fused_path: Path, pairs_path: Path, verified_path
 
 def run_stage(ctx: "SceneContext", ext: str | None = None) -> Path:
     return main(ctx.conf["verification"], ctx.plan.path("fuse"), ctx.plan.path("pairs"), ctx.plan.path("verified"),
-                cameras=ctx.conf["cameras"], seed=int(ctx.conf["seed"]), progress=ctx.progress,
+                cameras=ctx.conf["cameras"], image_root=ctx.scene.root, seed=int(ctx.conf["seed"]), progress=ctx.progress,
                 desc=f"verify {ctx.scene.name}")

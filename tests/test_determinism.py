@@ -14,7 +14,7 @@ import pytest
 
 from imc.config import load_config
 from imc.reconstruct import mapper_options
-from imc.verify import verify_pair
+from imc.verify import prior_camera, verify_pair
 
 from .corpus import TINY, copy_real_scene, read_rows, run_cli
 
@@ -43,11 +43,12 @@ def synthetic_pair(seed: int, n: int = 300, outliers: float = 0.4) -> tuple[dict
 def test_verification_does_not_depend_on_the_order_of_pairs():
     """The result for a pair is the same whatever was verified before it (resume == full run)."""
     base = load_config(None)
-    conf, cameras = base["verification"], base["cameras"]
+    conf, cams = base["verification"], base["cameras"]
+    camera = prior_camera(np.array([640, 480]), cams["focal_prior_factor"], cams["model"])
     pairs = [synthetic_pair(s) for s in range(4)]
-    forward = [verify_pair(conf, *p, cameras=cameras, seed=0)["inliers"] for p in pairs]
-    backward = [verify_pair(conf, *p, cameras=cameras, seed=0)["inliers"] for p in pairs[::-1]][::-1]
-    again = [verify_pair(conf, *p, cameras=cameras, seed=0)["inliers"] for p in pairs]
+    forward = [verify_pair(conf, *p, camera0=camera, camera1=camera, seed=0)["inliers"] for p in pairs]
+    backward = [verify_pair(conf, *p, camera0=camera, camera1=camera, seed=0)["inliers"] for p in pairs[::-1]][::-1]
+    again = [verify_pair(conf, *p, camera0=camera, camera1=camera, seed=0)["inliers"] for p in pairs]
     assert all(len(f) > 100 for f in forward)
     for f, b, a in zip(forward, backward, again):
         np.testing.assert_array_equal(f, b)

@@ -1,0 +1,10 @@
+"""Mapper-side levers that run on pycolmap models after (or instead of) incremental mapping.
+
+One module per concern, each a function over pycolmap objects and the cached features / verified h5:
+
+- :mod:`imc.sfm.data`      the verified two-view matches of a scene, keyed by image pair
+- :mod:`imc.sfm.checks`    flag registered images whose pose disagrees with their verified pairs
+- :mod:`imc.sfm.localize`  2D-3D correspondences from verified matches, absolute pose, re-registration
+- :mod:`imc.sfm.cameras`   EXIF focal priors and camera grouping (``cameras.mode``)
+- :mod:`imc.sfm.refine`    ``refine_models``: the post-mapping chain called by ``imc/reconstruct.py``
+"""

@@ -1,0 +1,153 @@
+"""Cameras for the mapper: EXIF focal priors and camera grouping (``cameras.mode``, ``cameras.exif_prior``).
+
+- ``exif_prior: true``: ``FocalLengthIn35mmFilm`` (f35) gives ``f_px = f35 / 43.27 * hypot(W, H)`` (the 35 mm
+  equivalent refers to the full-frame diagonal) with ``has_prior_focal_length``; a missing, zero or
+  implausible value (outside 8-400 mm, or a focal outside 0.3-5 × max(W, H)) falls back to
+  ``focal_prior_factor × max(W, H)`` and the reason is returned.
+- ``mode``: ``per_image`` (one camera per image), ``single`` (one camera for the scene, when all images
+  share one size), ``exif`` (images sharing EXIF make, model, focal and size share one camera).
+  Crops break ``exif``: on kyiv, images with identical EXIF have GT focals of 1170 and 2350 px. So ``auto``
+  confirms the EXIF groups by the data: a first pass maps with per-image cameras, then images of one EXIF
+  group share a camera only when their refined focals agree within ``focal_tolerance`` (relative),
+  starting from the group's median refined focal; images the first pass left out keep their own camera.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pycolmap
+from PIL import ExifTags, Image
+
+FULL_FRAME_DIAGONAL_MM = 43.27
+
+
+class CameraMode(str, enum.Enum):
+    PER_IMAGE = "per_image"
+    SINGLE = "single"
+    EXIF = "exif"
+    AUTO = "auto"
+
+
+@dataclass(kw_only=True, frozen=True)
+class ExifInfo:
+    make: str = ""
+    model: str = ""
+    focal_mm: float | None = None
+    focal_35mm: float | None = None
+
+
+@dataclass(kw_only=True, frozen=True)
+class CameraPrior:
+    focal_px: float
+    from_exif: bool
+    note: str  # why the EXIF prior was or was not used
+
+
+def read_exif(path: Path) -> ExifInfo:
+    """Make, model and focal tags of an image; empty when the file has none or cannot be read."""
+    try:
+        with Image.open(path) as im:
+            ex = im.getexif()
+            tags = {**dict(ex), **dict(ex.get_ifd(0x8769))}
+    except Exception:  # unreadable or no EXIF: the default prior applies
+        return ExifInfo()
+    named = {ExifTags.TAGS.get(k, k): v for k, v in tags.items()}
+
+    def num(v: Any) -> float | None:
+        try:
+            x = float(v)
+        except (TypeError, ValueError, ZeroDivisionError):
+            return None
+        return x if math.isfinite(x) else None
+
+    return ExifInfo(make=str(named.get("Make", "")).strip("\x00 "), model=str(named.get("Model", "")).strip("\x00 "),
+                    focal_mm=num(named.get("FocalLength")), focal_35mm=num(named.get("FocalLengthIn35mmFilm")))
+
+
+def camera_prior(exif: ExifInfo, image_size: np.ndarray, *, focal_prior_factor: float, use_exif: bool) -> CameraPrior:
+    w, h = float(image_size[0]), float(image_size[1])
+    default = focal_prior_factor * max(w, h)
+    if not use_exif:
+        return CameraPrior(focal_px=default, from_exif=False, note="exif prior off")
+    f35 = exif.focal_35mm
+    if f35 is None or f35 <= 0:
+        return CameraPrior(focal_px=default, from_exif=False, note="no FocalLengthIn35mmFilm: default prior")
+    if not 8 <= f35 <= 400:
+        return CameraPrior(focal_px=default, from_exif=False, note=f"implausible FocalLengthIn35mmFilm {f35}: default prior")
+    f = f35 / FULL_FRAME_DIAGONAL_MM * math.hypot(w, h)
+    if not 0.3 * max(w, h) <= f <= 5 * max(w, h):
+        return CameraPrior(focal_px=default, from_exif=False, note=f"EXIF focal {f:.0f} px implausible: default prior")
+    return CameraPrior(focal_px=f, from_exif=True, note=f"FocalLengthIn35mmFilm {f35:g} mm")
+
+
+def group_key(mode: CameraMode, name: str, exif: ExifInfo, image_size: np.ndarray) -> str:
+    size = f"{int(image_size[0])}x{int(image_size[1])}"
+    if mode is CameraMode.PER_IMAGE:
+        return name
+    if mode is CameraMode.SINGLE:
+        return size
+    if not exif.make and not exif.model and exif.focal_mm is None:
+        return name  # no EXIF: nothing to group by
+    return f"{exif.make}|{exif.model}|{exif.focal_mm}|{exif.focal_35mm}|{size}"
+
+
+def confirm_groups(groups: dict[str, str], focals: dict[str, float], tolerance: float) -> dict[str, str]:
+    """Split each group where its sorted refined focals jump by more than ``tolerance``; images without a
+    refined focal get a group of their own."""
+    out: dict[str, str] = {}
+    by_group: dict[str, list[str]] = {}
+    for name, key in groups.items():
+        if name in focals:
+            by_group.setdefault(key, []).append(name)
+        else:
+            out[name] = name
+    for key, members in by_group.items():
+        members.sort(key=lambda n: focals[n])
+        part = 0
+        for prev, name in zip([None] + members[:-1], members):
+            if prev is not None and focals[name] > (1 + tolerance) * focals[prev]:
+                part += 1
+            out[name] = f"{key}#{part}"
+    return out
+
+
+def make_cameras(names: list[str], image_sizes: dict[str, np.ndarray], image_root: Path, conf: dict[str, Any], *,
+                 refined_focals: dict[str, float] | None = None
+                 ) -> tuple[dict[str, pycolmap.Camera], dict[str, str], dict[str, CameraPrior]]:
+    """(camera per image — images of one group share the same object —, group key per image, prior per image).
+    ``refined_focals`` (``auto``, second pass): confirm the EXIF groups and start from their median focal."""
+    mode = CameraMode(conf["mode"])
+    if mode is CameraMode.AUTO and refined_focals is None:
+        mode = CameraMode.PER_IMAGE  # the first pass
+    use_exif = bool(conf["exif_prior"])
+    need_exif = use_exif or mode in (CameraMode.EXIF, CameraMode.AUTO)
+    cameras: dict[str, pycolmap.Camera] = {}
+    groups: dict[str, str] = {}
+    priors: dict[str, CameraPrior] = {}
+    by_group: dict[str, pycolmap.Camera] = {}
+    exifs = {name: read_exif(image_root / name) if need_exif else ExifInfo() for name in names}
+    keys = {name: group_key(CameraMode.EXIF if mode is CameraMode.AUTO else mode, name, exifs[name], image_sizes[name])
+            for name in names}
+    if mode is CameraMode.AUTO:
+        keys = confirm_groups(keys, refined_focals or {}, float(conf["focal_tolerance"]))
+    for name in names:
+        exif = exifs[name]
+        prior = camera_prior(exif, image_sizes[name], focal_prior_factor=conf["focal_prior_factor"], use_exif=use_exif)
+        key = keys[name]
+        if key not in by_group:
+            w, h = int(image_sizes[name][0]), int(image_sizes[name][1])
+            focal = prior.focal_px
+            if mode is CameraMode.AUTO and refined_focals:
+                group = [refined_focals[n] for n in names if keys[n] == key and n in refined_focals]
+                focal = float(np.median(group)) if group else focal
+            cam = pycolmap.Camera.create_from_model_name(0, conf["model"], focal, w, h)
+            cam.has_prior_focal_length = prior.from_exif
+            by_group[key] = cam
+        cameras[name], groups[name], priors[name] = by_group[key], key, prior
+    return cameras, groups, priors

@@ -1,0 +1,86 @@
+"""imc.sfm.cameras: EXIF focal priors (plausible, lying, missing) and camera grouping."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from imc.config import load_config
+from imc.sfm.cameras import CameraMode, ExifInfo, camera_prior, group_key, make_cameras, read_exif
+
+from .conftest import KYIV
+
+CONF = {**load_config()["cameras"], "exif_prior": True}
+
+
+def write_jpeg(path: Path, *, f35: float | None, focal: float | None = 4.0, size=(400, 300), model="X1") -> Path:
+    exif = Image.Exif()
+    exif[0x010F] = "Acme"
+    exif[0x0110] = model
+    sub = exif.get_ifd(0x8769)
+    if focal is not None:
+        sub[0x920A] = focal
+    if f35 is not None:
+        sub[0xA405] = int(f35)
+    Image.new("RGB", size, (120, 90, 60)).save(path, exif=exif)
+    return path
+
+
+def test_read_exif_and_prior_from_35mm(tmp_path):
+    exif = read_exif(write_jpeg(tmp_path / "a.jpg", f35=28))
+    assert exif.make == "Acme" and exif.model == "X1" and exif.focal_35mm == 28 and exif.focal_mm == 4.0
+    prior = camera_prior(exif, np.array([400, 300]), focal_prior_factor=1.2, use_exif=True)
+    assert prior.from_exif and prior.focal_px == pytest.approx(28 / 43.27 * 500)
+
+
+@pytest.mark.parametrize("f35, why", [(None, "no FocalLengthIn35mmFilm"), (0, "no FocalLengthIn35mmFilm"),
+                                      (3, "implausible"), (2000, "implausible")])
+def test_lying_or_missing_exif_falls_back_to_the_default_prior(tmp_path, f35, why):
+    exif = read_exif(write_jpeg(tmp_path / "a.jpg", f35=f35))
+    prior = camera_prior(exif, np.array([400, 300]), focal_prior_factor=1.2, use_exif=True)
+    assert not prior.from_exif and prior.focal_px == pytest.approx(480) and why in prior.note
+
+
+def test_unreadable_file_has_no_exif(tmp_path):
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    assert read_exif(tmp_path / "broken.jpg") == ExifInfo()
+
+
+def test_exif_mode_groups_identical_exif_only(tmp_path):
+    for name, model in (("a.jpg", "X1"), ("b.jpg", "X1"), ("c.jpg", "X2")):
+        write_jpeg(tmp_path / name, f35=28, model=model)
+    names = ["a.jpg", "b.jpg", "c.jpg"]
+    sizes = {n: np.array([400, 300]) for n in names}
+    cams, groups, priors = make_cameras(names, sizes, tmp_path, {**CONF, "mode": "exif"})
+    assert cams["a.jpg"] is cams["b.jpg"] and cams["a.jpg"] is not cams["c.jpg"]
+    assert cams["a.jpg"].has_prior_focal_length and all(p.from_exif for p in priors.values())
+    cams, _, _ = make_cameras(names, sizes, tmp_path, {**CONF, "exif_prior": False})
+    assert len({id(c) for c in cams.values()}) == 3 and not cams["a.jpg"].has_prior_focal_length
+    assert cams["a.jpg"].mean_focal_length() == pytest.approx(480)
+    assert group_key(CameraMode.EXIF, "z.jpg", ExifInfo(), np.array([4, 3])) == "z.jpg"
+
+
+def test_kyiv_exif_priors_are_plausible():
+    if not KYIV.is_dir():
+        pytest.skip("kyiv images not found (../shared missing)")
+    names = sorted(p.name for p in KYIV.glob("*.jpg"))
+    sizes = {n: np.array(Image.open(KYIV / n).size) for n in names}
+    _, groups, priors = make_cameras(names, sizes, KYIV, {**CONF, "mode": "exif"})
+    assert all(p.from_exif for p in priors.values())
+    # two lenses (f35 10 and 25 mm) and two image sizes: 3 groups, although GT focals form 3 other clusters (crops)
+    assert len(set(groups.values())) == 3
+    assert all(300 < p.focal_px < 1300 for p in priors.values()) and not math.isnan(priors[names[0]].focal_px)
+
+
+def test_confirm_groups_splits_crops_of_one_exif_group():
+    from imc.sfm.cameras import confirm_groups
+
+    groups = {"a": "g", "b": "g", "c": "g", "d": "g", "e": "h"}
+    focals = {"a": 1160.0, "b": 1180.0, "c": 2350.0, "d": 2340.0}  # kyiv: identical EXIF, crops at 2x
+    out = confirm_groups(groups, focals, 0.1)
+    assert out["a"] == out["b"] and out["c"] == out["d"] and out["a"] != out["c"]
+    assert out["e"] == "e"  # no refined focal: its own camera

@@ -182,3 +182,32 @@ def test_score_run_from_labels_matches_score_json(viewer_run, tmp_path):
     data.apply_scores(run.scenes, score)
     expected = json.loads((viewer_run.run / "score.json").read_text())["scenes"][SCENE]
     assert run.scene(SCENE).maa == pytest.approx(expected)
+
+
+@pytest.mark.slow
+def test_images_ranked_by_error_worst_first_with_provenance(viewer_run, tmp_path):
+    """Each image's median pair error against the ground truth, worst first, with how it got its pose;
+    choosing one lists its pairs and partners."""
+    import shutil as _shutil
+
+    run = data.load_run(viewer_run.run)
+    scene = run.scene(SCENE)
+    table = data.image_errors(run, scene, viewer_run.labels)
+    assert len(table) == 4 and set(table["how"]) <= {"mapper", "relocalised", "merged", "two_view", "not registered"}
+    assert list(table["pairs accurate"]) == sorted(table["pairs accurate"])  # worst first
+    registered = table[table["how"] != "not registered"]
+    assert (registered["observations"] > 0).all()
+    # an image whose pose is made wrong (turned by 90 deg) comes first, with every pair failing
+    _shutil.copytree(viewer_run.run, tmp_path / "run")
+    sub = tmp_path / "run" / "submission.csv"
+    rows = sub.read_text().splitlines()
+    victim = rows[1].split(",")[0]
+    cells = rows[1].split(",")
+    cells[3] = "0.0;-1.0;0.0;1.0;0.0;0.0;0.0;0.0;1.0"
+    rows[1] = ",".join(cells)
+    sub.write_text("\n".join(rows) + "\n")
+    broken = data.load_run(tmp_path / "run")
+    worst = data.image_errors(broken, broken.scene(SCENE), viewer_run.labels).iloc[0]
+    assert worst["image"] == victim and worst["pairs accurate"] == 0 and worst["median err_R (deg)"] > 45
+    pairs = data.pairs_of(data.pair_table(scene), victim)
+    assert len(pairs) == 3 and victim not in set(pairs["partner"])

@@ -240,8 +240,28 @@ def show_run(path: str) -> None:
         show_keypoints(run, path, stamp, scene)
     with right, guarded("matches"):
         show_matches(run, path, stamp, scene)
+    if labels is not None:
+        with guarded("per-image errors"):
+            show_image_errors(run, path, stamp, scene, labels)
     with guarded("3D model"):
         show_model(run, scene, labels)
+
+
+@st.cache_data(show_spinner=False)
+def cached_image_errors(path: str, stamp: float, scene: str, labels: str, labels_stamp: float) -> pd.DataFrame:
+    run = cached_run(path, stamp)
+    return data.image_errors(run, run.scene(scene), labels)
+
+
+def show_image_errors(run: data.RunInfo, path: str, stamp: float, scene: data.SceneInfo, labels: Path) -> None:
+    """Images ranked by their error against the ground truth, worst first; one chosen shows its pairs."""
+    st.subheader("Images by error (worst first)")
+    table = cached_image_errors(path, stamp, scene.name, str(labels), data.stamp(labels))
+    st.dataframe(table, hide_index=True, key=f"errors:{scene.name}")
+    image = st.selectbox("Image: its pairs and partners", list(table["image"]), key=f"worst:{scene.name}",
+                         format_func=lambda p: p.rsplit("/", 1)[-1])
+    stamps = tuple(data.stamp(scene.paths.get(s)) for s in ("pairs", data.RAW_MATCHES, "verified"))
+    st.dataframe(data.pairs_of(cached_pair_table(path, stamp, scene.name, stamps), image), hide_index=True)
 
 
 def show_sweep(path: str) -> list[Path]:

@@ -120,6 +120,7 @@ class SceneInfo:
     seconds: dict[str, float] = field(default_factory=dict)
     paths: dict[str, Path] = field(default_factory=dict)  # stage -> absolute path
     maa: float | None = None
+    provenance: dict[str, dict[str, Any]] = field(default_factory=dict)  # image -> model, how, reprojection error
 
     @property
     def name(self) -> str:
@@ -171,7 +172,7 @@ def _scene_from_report(report: dict[str, Any], root: Path) -> SceneInfo:
                      n_models=int(report.get("n_models", 0)), model_sizes=list(report.get("model_sizes") or []),
                      status=str(report.get("status", "unknown")), error=report.get("error"),
                      fallbacks=list(report.get("fallbacks") or []), seconds=dict(report.get("seconds") or {}),
-                     paths=paths)
+                     paths=paths, provenance=dict(report.get("provenance") or {}))
 
 
 def _submission_scene_counts(path: Path, problems: list[str]) -> dict[tuple[str, str], int]:
@@ -278,6 +279,43 @@ def score_run(run: RunInfo, labels_csv: str | os.PathLike) -> dict[str, Any]:
     if not scenes:
         raise ViewerDataError(f"none of the run's scenes {[s.name for s in run.scenes]} is in {labels_csv}")
     return score(run.submission, labels_csv, scenes=scenes).to_dict()
+
+
+def image_errors(run: RunInfo, scene: SceneInfo, labels_csv: str | os.PathLike) -> pd.DataFrame:
+    """One row per image of ``scene``, worst first: the median rotation / translation error of its pairs
+    against the ground truth (the metric's pair errors), the share of its pairs accurate at the scene's
+    loosest threshold, and how the image got its pose (model, mapper / relocalised / ..., reprojection
+    error, observations). The images that cost the scene its mAA come first."""
+    from eval.score import score
+
+    if run.submission is None:
+        raise ViewerDataError(f"{run.root} has no submission.csv to score")
+    result = score(run.submission, labels_csv, scenes=[scene.name]).scenes[scene.name]
+    from eval.submission import read_labels
+
+    names = list(read_labels(labels_csv)[scene.name].image_paths)
+    i, j = np.triu_indices(len(names), 1)
+    err_R, err_t = np.asarray(result.err_R_deg), np.asarray(result.err_t_m)
+    ok = (err_R <= result.thresholds_R_deg[-1]) & (err_t <= result.thresholds_t_m[-1])
+    rows = []
+    for k, name in enumerate(names):
+        mine = (i == k) | (j == k)
+        prov = scene.provenance.get(name, {})
+        rows.append({"image": name, "median err_R (deg)": float(np.median(err_R[mine])) if mine.any() else np.nan,
+                     "median err_t": float(np.median(err_t[mine])) if mine.any() else np.nan,
+                     "pairs accurate": float(ok[mine].mean()) if mine.any() else np.nan,
+                     "how": prov.get("how", "not registered" if scene.provenance else ""), "model": prov.get("model"),
+                     "reprojection error": prov.get("reprojection_error"),
+                     "observations": prov.get("num_observations")})
+    table = pd.DataFrame(rows)
+    return table.sort_values(["pairs accurate", "median err_R (deg)"], ascending=[True, False]).reset_index(drop=True)
+
+
+def pairs_of(table: pd.DataFrame, image: str) -> pd.DataFrame:
+    """The rows of a :func:`pair_table` that involve ``image``, with the partner named."""
+    mine = table[(table["image0"] == image) | (table["image1"] == image)].copy()
+    mine.insert(0, "partner", np.where(mine["image0"] == image, mine["image1"], mine["image0"]))
+    return mine.drop(columns=["image0", "image1"]).reset_index(drop=True)
 
 
 def scene_table(run: RunInfo) -> pd.DataFrame:

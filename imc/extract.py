@@ -124,13 +124,7 @@ def main(conf: dict[str, Any], scene: Scene, features_path: Path, *, extractor: 
     todo = [escape(p) for p in largest_first([by_key[k] for k in todo], scene.file, conf["resize_max"])]
     log.info("features: %d/%d images to extract (%s) -> %s", len(todo), len(scene.image_paths), extractor,
              features_path.name)
-    models: dict[torch.device, Any] = {}
-
-    def model_on(dev: torch.device) -> Any:
-        if dev not in models:
-            models[dev] = load_model(dev)
-        return models[dev]
-
+    model_on = load_model  # one model per device, loaded on first use (imc.networks.Networks caches it)
     if todo:
         model_on(device)
     dim = adapter.descriptor_dim(conf)

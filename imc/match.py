@@ -93,13 +93,7 @@ def main(conf: dict[str, Any], pairs_path: Path, features_path: Path, matches_pa
             expected[pair_key(a, b)] = {"image_sha1_0": sha1[ka], "image_sha1_1": sha1[kb]}
     todo = store.pending(expected)
     log.info("matches: %d pairs to match (%s) -> %s", len(todo), matcher, matches_path.name)
-    models: dict[torch.device, Any] = {}
-
-    def model_on(dev: torch.device) -> Any:
-        if dev not in models:
-            models[dev] = load_model(dev)
-        return models[dev]
-
+    model_on = load_model  # one model per device, loaded on first use (imc.networks.Networks caches it)
     if todo:
         model_on(device)
     raw: dict[str, dict[str, Any]] = {}

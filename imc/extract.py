@@ -1,6 +1,13 @@
 """Stage ``features``: one extractor's keypoints, descriptors and scores per image →
 ``features-<slug>-<fp>.h5``.
 
+Multi-resolution: ``resize_max`` may list several long edges (``[1024, 1600]``). The image is
+then resized to each, in the listed order, and the extractor runs on each (``max_num_keypoints``
+per size); the keypoints, mapped to original pixels, are concatenated with their descriptors and
+scores, and a keypoint closer than ``MULTISCALE_MERGE_PX`` pixels of the first listed size to one
+already kept is dropped (the same corner found at two sizes is one keypoint, the first size's).
+Every extractor gets this here, once; its adapter only ever sees one resized image.
+
 Resumable per image: an image already stored with the same content hash is skipped. An image
 that this extractor cannot process gets an empty entry with an ``error`` attribute (recorded,
 cached, retried only when its bytes change): it costs only this extractor's keypoints for that
@@ -17,8 +24,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .features import Extractor
+from .features import Extractor, resize_sizes
 from .features import get as get_extractor
+from .fuse import fuse_keypoints
 from .h5io import ResumableH5, escape
 from .images import ImageReadError, read_image
 from .io_utils import file_sha1
@@ -30,6 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MISSING_SHA1 = "missing"
+MULTISCALE_MERGE_PX = 1.0  # de-duplication radius of multi-resolution keypoints, in pixels of the first size
 
 
 def image_sha1(path: Path) -> str:
@@ -49,12 +58,23 @@ def to_original_pixels(kpts: np.ndarray, scale: tuple[float, float]) -> np.ndarr
 
 def extract_one(extractor: Extractor, model: Any, path: Path, conf: dict[str, Any], device: torch.device, *,
                 exif_transpose: bool = False) -> dict[str, np.ndarray]:
-    loaded = read_image(path, resize_max=conf["resize_max"], exif_transpose=exif_transpose)
-    feats = extractor.extract(model, loaded.rgb, conf, device)
-    return {"keypoints": to_original_pixels(feats.keypoints, loaded.scale),
-            "descriptors": feats.descriptors.astype(np.float32, copy=False),
-            "scores": feats.scores.astype(np.float32, copy=False),
-            "image_size": np.array(loaded.original_size, dtype=np.int64)}
+    """One image's features in original pixels, at every size of ``resize_max`` (merged, see above)."""
+    parts = []
+    for size in resize_sizes(conf):
+        loaded = read_image(path, resize_max=size, exif_transpose=exif_transpose)
+        feats = extractor.extract(model, loaded.rgb, conf, device)
+        parts.append({"keypoints": to_original_pixels(feats.keypoints, loaded.scale),
+                      "descriptors": feats.descriptors.astype(np.float32, copy=False),
+                      "scores": feats.scores.astype(np.float32, copy=False),
+                      "image_size": np.array(loaded.original_size, dtype=np.int64), "scale": loaded.scale})
+    if len(parts) == 1:
+        out = parts[0]
+    else:
+        radius = MULTISCALE_MERGE_PX * max(parts[0]["scale"])
+        _, _, _, new = fuse_keypoints([p["keypoints"] for p in parts], radius)
+        out = {k: np.concatenate([p[k][m] for p, m in zip(parts, new)]) for k in ("keypoints", "descriptors", "scores")}
+        out["image_size"] = parts[0]["image_size"]
+    return {k: out[k] for k in ("keypoints", "descriptors", "scores", "image_size")}
 
 
 def main(conf: dict[str, Any], scene: Scene, features_path: Path, *, extractor: str,

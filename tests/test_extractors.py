@@ -108,3 +108,21 @@ def test_an_extractor_failing_on_one_image_costs_only_its_keypoints(tmp_path, ti
                for r in reasons), report.fallbacks
     saved = json.loads((Path(report.paths["fuse"]).parent / (Path(report.paths["fuse"]).name + ".config.json")).read_text())
     assert saved["features.extractors"] == ["aliked", "disk"]
+
+
+def test_fusion_merges_close_keypoints_and_keeps_matches_one_to_one():
+    from imc.fuse import fuse_keypoints, union_matches
+
+    a = np.array([[10, 10], [50, 50]], np.float32)
+    b = np.array([[10.5, 10], [11, 10.5], [80, 80]], np.float32)  # two close to a[0], one new
+    kpts, source, maps, new = fuse_keypoints([a, b], radius=2.0)
+    assert kpts.tolist() == [[10, 10], [50, 50], [80, 80]] and source.tolist() == [0, 0, 1]
+    assert maps[1].tolist() == [0, 0, 2] and new[1].tolist() == [False, False, True]
+    other = [np.arange(2), np.arange(3)]  # the other image: each extractor's index is its fused index
+    out = union_matches([(np.array([[0, 0], [1, 1]], np.int32), np.ones(2, np.float32)),
+                         (np.array([[0, 1], [1, 0], [2, 2]], np.int32), np.full(3, 0.5, np.float32))],
+                        maps, other)
+    # b[0]->0 and b[1]->0 both map to fused 0, already matched by ALIKED: dropped; b[2] is new
+    assert out["matches"].tolist() == [[0, 0], [1, 1], [2, 2]] and out["scores"].tolist() == [1, 1, 0.5]
+    _, _, maps0, _ = fuse_keypoints([a, b], radius=0)  # no radius: disjoint index ranges, nothing dropped
+    assert maps0[1].tolist() == [2, 3, 4]

@@ -200,6 +200,11 @@ def validate(conf: Mapping[str, Any]) -> dict[str, Any]:
                               f"e.g. features.aliked.{name}")
         tmpl = entry_template("features", name, feature_registry.get)
         out_features[name] = _check_keys(feats.get(name) or {}, tmpl, f"features.{name}")
+        if "resize_max" in out_features[name]:
+            try:
+                feature_registry.resize_sizes(out_features[name])
+            except ValueError as exc:
+                raise ConfigError(f"features.{name}.{exc}") from None
     out["features"] = out_features
 
     matching = conf.get("matching") or {}

@@ -1,6 +1,13 @@
 """Stage ``features``: one extractor's keypoints, descriptors and scores per image →
 ``features-<slug>-<fp>.h5``.
 
+Multi-resolution: ``resize_max`` may list several long edges (``[1024, 1600]``). The image is
+then resized to each, in the listed order, and the extractor runs on each (``max_num_keypoints``
+per size); the keypoints, mapped to original pixels, are concatenated with their descriptors and
+scores, and a keypoint closer than ``MULTISCALE_MERGE_PX`` pixels of the first listed size to one
+already kept is dropped (the same corner found at two sizes is one keypoint, the first size's).
+Every extractor gets this here, once; its adapter only ever sees one resized image.
+
 Resumable per image: an image already stored with the same content hash is skipped. An image
 that this extractor cannot process gets an empty entry with an ``error`` attribute (recorded,
 cached, retried only when its bytes change): it costs only this extractor's keypoints for that
@@ -24,8 +31,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .features import Extractor
+from .features import Extractor, resize_sizes
 from .features import get as get_extractor
+from .fuse import fuse_keypoints
 from .h5io import ResumableH5, escape
 from .images import ImageReadError, LoadedImage, read_image
 from .io_utils import file_sha1
@@ -42,6 +50,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MISSING_SHA1 = "missing"
+MULTISCALE_MERGE_PX = 1.0  # de-duplication radius of multi-resolution keypoints, in pixels of the first size
 
 
 def image_sha1(path: Path) -> str:
@@ -59,19 +68,33 @@ def to_original_pixels(kpts: np.ndarray, scale: tuple[float, float]) -> np.ndarr
     return out
 
 
-def features_of(extractor: Extractor, model: Any, loaded: LoadedImage, conf: dict[str, Any],
+def read_sizes(path: Path, conf: dict[str, Any], *, exif_transpose: bool, scale: float = 1.0) -> list[LoadedImage]:
+    """The image at every size of ``resize_max`` (times ``scale``: the out-of-memory retry)."""
+    return [read_image(path, resize_max=max(32, int(size * scale)), exif_transpose=exif_transpose)
+            for size in resize_sizes(conf)]
+
+
+def features_of(extractor: Extractor, model: Any, loaded: list[LoadedImage], conf: dict[str, Any],
                 device: torch.device) -> dict[str, np.ndarray]:
-    feats = extractor.extract(model, loaded.rgb, conf, device)
-    return {"keypoints": to_original_pixels(feats.keypoints, loaded.scale),
-            "descriptors": feats.descriptors.astype(np.float32, copy=False),
-            "scores": feats.scores.astype(np.float32, copy=False),
-            "image_size": np.array(loaded.original_size, dtype=np.int64)}
+    """One image's features in original pixels from its copies at each size (merged, see above)."""
+    parts = []
+    for image in loaded:
+        feats = extractor.extract(model, image.rgb, conf, device)
+        parts.append({"keypoints": to_original_pixels(feats.keypoints, image.scale),
+                      "descriptors": feats.descriptors.astype(np.float32, copy=False),
+                      "scores": feats.scores.astype(np.float32, copy=False)})
+    size = np.array(loaded[0].original_size, dtype=np.int64)
+    if len(parts) == 1:
+        return {**parts[0], "image_size": size}
+    radius = MULTISCALE_MERGE_PX * max(loaded[0].scale)
+    _, _, _, new = fuse_keypoints([p["keypoints"] for p in parts], radius)
+    out = {k: np.concatenate([p[k][m] for p, m in zip(parts, new)]) for k in ("keypoints", "descriptors", "scores")}
+    return {**out, "image_size": size}
 
 
 def extract_one(extractor: Extractor, model: Any, path: Path, conf: dict[str, Any], device: torch.device, *,
                 exif_transpose: bool = False) -> dict[str, np.ndarray]:
-    loaded = read_image(path, resize_max=conf["resize_max"], exif_transpose=exif_transpose)
-    return features_of(extractor, model, loaded, conf, device)
+    return features_of(extractor, model, read_sizes(path, conf, exif_transpose=exif_transpose), conf, device)
 
 
 def _free_cuda() -> None:
@@ -79,22 +102,20 @@ def _free_cuda() -> None:
         torch.cuda.empty_cache()
 
 
-def extract_with_oom_fallback(extractor: Extractor, model_on: Callable[[torch.device], Any], loaded: LoadedImage,
+def extract_with_oom_fallback(extractor: Extractor, model_on: Callable[[torch.device], Any], loaded: list[LoadedImage],
                               path: Path, conf: dict[str, Any], device: torch.device, *, exif_transpose: bool,
                               retry_scales: list[float]) -> tuple[dict[str, np.ndarray], str]:
     """Features of one image; after a CUDA out-of-memory error, again at ``resize_max`` x each scale, then on
     the CPU at full size. Returns the arrays and what it fell back to ("" when nothing)."""
     attempts: list[tuple[str, float, torch.device]] = [("", 1.0, device)]
-    attempts += [(f"resize_max={int(conf['resize_max'] * s)}", s, device) for s in retry_scales]
+    attempts += [("resize_max=" + "+".join(str(max(32, int(size * s))) for size in resize_sizes(conf)), s, device)
+                 for s in retry_scales]
     cpu = torch.device("cpu")
     attempts.append(("cpu", 1.0, cpu))
     for i, (note, scale, dev) in enumerate(attempts):
         try:
-            if scale != 1.0:
-                loaded = read_image(path, resize_max=max(32, int(conf["resize_max"] * scale)),
-                                    exif_transpose=exif_transpose)
-            elif i > 0:
-                loaded = read_image(path, resize_max=conf["resize_max"], exif_transpose=exif_transpose)
+            if i > 0:
+                loaded = read_sizes(path, conf, exif_transpose=exif_transpose, scale=scale)
             return features_of(extractor, model_on(dev), loaded, conf, dev), note
         except torch.cuda.OutOfMemoryError as exc:
             _free_cuda()
@@ -121,15 +142,14 @@ def main(conf: dict[str, Any], scene: Scene, features_path: Path, *, extractor: 
     by_key = {escape(p): p for p in scene.image_paths}
     todo = store.pending({escape(p): {"image_sha1": sha1s[p]} for p in scene.image_paths})
     # largest image first: the holes its buffers leave in the heap fit the later ones (lower peak RSS)
-    todo = [escape(p) for p in largest_first([by_key[k] for k in todo], scene.file, conf["resize_max"])]
+    todo = [escape(p) for p in largest_first([by_key[k] for k in todo], scene.file, max(resize_sizes(conf)))]
     log.info("features: %d/%d images to extract (%s) -> %s", len(todo), len(scene.image_paths), extractor,
              features_path.name)
     model_on = load_model  # one model per device, loaded on first use (imc.networks.Networks caches it)
     if todo:
         model_on(device)
     dim = adapter.descriptor_dim(conf)
-    read = lambda key: read_image(scene.file(by_key[key]), resize_max=conf["resize_max"],  # noqa: E731
-                                  exif_transpose=exif_transpose)
+    read = lambda key: read_sizes(scene.file(by_key[key]), conf, exif_transpose=exif_transpose)  # noqa: E731
     bar = tqdm(total=len(todo), desc=f"features {extractor} {scene.name}", unit="img", disable=not progress)
     for done, (key, loaded) in enumerate(prefetch(read, todo, prefetch_images)):
         if clock is not None and clock.check(done, len(todo)):

@@ -7,8 +7,10 @@ index in ``features.extractors`` of the extractor that found each keypoint); att
 extractor are appended in the order of ``features.extractors``; with ``fusion.merge_radius_px`` > 0
 a keypoint closer than that to one already kept (of an earlier extractor) is merged into it.
 Per pair: ``matches`` (M, 2) int32 into the fused keypoints, ``scores`` (M,): each extractor's
-matches re-indexed, concatenated, duplicates dropped (first kept). With one extractor this is
-the extractor's keypoints and matches unchanged. Resumable per image and pair (content hashes).
+matches re-indexed and concatenated, then kept one-to-one: a fused keypoint already matched (by an
+earlier extractor, or through another keypoint merged into it) keeps its first match, so merging
+never gives a keypoint two partners in the other image. With one extractor this is the
+extractor's keypoints and matches unchanged. Resumable per image and pair (content hashes).
 """
 
 from __future__ import annotations
@@ -59,8 +61,8 @@ def fuse_keypoints(parts: list[np.ndarray], radius: float) -> tuple[np.ndarray, 
 
 def union_matches(parts: list[tuple[np.ndarray, np.ndarray]], maps0: list[np.ndarray],
                   maps1: list[np.ndarray]) -> dict[str, np.ndarray]:
-    """Each extractor's (matches, scores), re-indexed into the fused keypoints and concatenated;
-    a repeated fused pair keeps its first occurrence."""
+    """Each extractor's (matches, scores), re-indexed into the fused keypoints and concatenated, then
+    one-to-one: a fused keypoint of either image that is already matched keeps its first match."""
     matches, scores = [], []
     for (m, s), map0, map1 in zip(parts, maps0, maps1):
         if len(m):
@@ -70,10 +72,11 @@ def union_matches(parts: list[tuple[np.ndarray, np.ndarray]], maps0: list[np.nda
         return {"matches": np.zeros((0, 2), np.int32), "scores": np.zeros((0,), np.float32)}
     m = np.concatenate(matches).astype(np.int32)
     s = np.concatenate(scores).astype(np.float32)
-    if len(parts) > 1:
-        _, first = np.unique(m, axis=0, return_index=True)
-        keep = np.sort(first)
-        m, s = m[keep], s[keep]
+    if len(parts) > 1:  # each matcher's own matches are one-to-one; their union need not be
+        for side in (0, 1):
+            _, first = np.unique(m[:, side], return_index=True)
+            keep = np.sort(first)
+            m, s = m[keep], s[keep]
     return {"matches": m, "scores": s}
 
 

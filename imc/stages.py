@@ -68,7 +68,7 @@ STAGES: tuple[Stage, ...] = (
           output="matches-{slug}-{fp}.h5", upstream=("features",), reads=("pairs",), version=1, per_extractor=True,
           doc="raw matches per pair"),
     Stage(name="fuse", module="imc.fuse", sections=("fusion", "features.extractors"), output="fused-{fp}.h5",
-          upstream=("features", "matches"), reads=("pairs",), version=1,
+          upstream=("features", "matches"), reads=("pairs",), version=2,
           doc="one keypoint set per image, matches unioned per pair"),
     Stage(name="verified", module="imc.verify", sections=("verification", "cameras"), output="verified-{fp}.h5",
           upstream=("fuse",), reads=("pairs",), version=3, seeded=True, doc="RANSAC inliers and two-view geometry per pair"),

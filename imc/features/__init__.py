@@ -47,8 +47,8 @@ class Extractor(abc.ABC):
         return []
 
     def slug(self, conf: dict[str, Any]) -> str:
-        """A readable part of the cache name, e.g. ``aliked-n16-r1024-k2048``."""
-        return f"{self.name}-r{conf['resize_max']}-k{conf['max_num_keypoints']}"
+        """A readable part of the cache name, e.g. ``aliked-n16-r1024-k2048`` (``r1024+1600``: two sizes)."""
+        return f"{self.name}-r{size_slug(conf)}-k{conf['max_num_keypoints']}"
 
     @abc.abstractmethod
     def load(self, conf: dict[str, Any], *, weights_dir: str | os.PathLike | None,
@@ -56,7 +56,24 @@ class Extractor(abc.ABC):
 
     @abc.abstractmethod
     def extract(self, model: Any, rgb: np.ndarray, conf: dict[str, Any], device: torch.device) -> Features:
-        """``rgb``: (H, W, 3) uint8, already resized to ``conf['resize_max']``."""
+        """``rgb``: (H, W, 3) uint8, already resized to one of :func:`resize_sizes` (the features stage
+        calls it once per size and merges the keypoints)."""
+
+
+def resize_sizes(conf: dict[str, Any]) -> list[int]:
+    """``resize_max`` of an extractor's section as a list: one long edge (an int) or several (a list,
+    multi-resolution extraction, see ``imc.extract``)."""
+    value = conf["resize_max"]
+    sizes = value if isinstance(value, list) else [value]
+    if (not sizes or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes)
+            or len(set(sizes)) < len(sizes)):
+        raise ValueError(f"resize_max must be a positive int or a non-empty list of distinct positive ints "
+                         f"(e.g. [1024, 1600]), got {value!r}")
+    return list(sizes)
+
+
+def size_slug(conf: dict[str, Any]) -> str:
+    return "+".join(str(s) for s in resize_sizes(conf))
 
 
 EXTRACTORS: Registry[Extractor] = Registry("extractor", __name__)

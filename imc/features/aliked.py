@@ -11,7 +11,7 @@ import torch
 from ..lean_aliked import make_lean
 from ..networks import load_strict
 from ..weights import resolve_weights
-from . import Extractor, Features, register
+from . import Extractor, Features, register, size_slug
 
 VARIANTS = {"aliked-n16": 128, "aliked-n16rot": 128, "aliked-n32": 128, "aliked-t16": 64}  # -> descriptor dim
 
@@ -52,7 +52,7 @@ class Aliked(Extractor):
         return [f"{conf['model']}.pth"]
 
     def slug(self, conf: dict[str, Any]) -> str:
-        return f"{conf['model']}-r{conf['resize_max']}-k{conf['max_num_keypoints']}"
+        return f"{conf['model']}-r{size_slug(conf)}-k{conf['max_num_keypoints']}"
 
     def load(self, conf: dict[str, Any], *, weights_dir: str | os.PathLike | None, device: torch.device) -> torch.nn.Module:
         return load_network(conf["model"], max_num_keypoints=conf["max_num_keypoints"],

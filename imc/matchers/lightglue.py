@@ -17,10 +17,19 @@ WEIGHTS = {"aliked_lightglue": 128, "disk_lightglue": 128, "sift_lightglue": 128
 
 
 def rename_keys(state: dict[str, torch.Tensor], n_layers: int) -> dict[str, torch.Tensor]:
-    """Released LightGlue checkpoints name attention blocks ``self_attn.i``; kornia nests them."""
+    """Released LightGlue checkpoints name attention blocks ``self_attn.i``; kornia nests them.
+
+    ``disk_lightglue.pth`` also carries ``log_assignment.i.r``, a scalar the architecture never uses
+    (all 1.0; kornia's own loader ignores it): dropped when it is 1, refused otherwise.
+    """
     out = {}
     for key, value in state.items():
         key = key.removeprefix("matcher.")
+        if key.startswith("log_assignment.") and key.endswith(".r"):
+            if not bool(torch.all(value == 1)):
+                raise ValueError(f"LightGlue checkpoint entry {key} = {value.tolist()}: not the inert 1.0 this "
+                                 "loader can drop; the checkpoint needs a LightGlue that uses it")
+            continue
         for i in range(n_layers):
             key = key.replace(f"self_attn.{i}.", f"transformers.{i}.self_attn.")
             key = key.replace(f"cross_attn.{i}.", f"transformers.{i}.cross_attn.")

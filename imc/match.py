@@ -71,6 +71,6 @@ def run_stage(ctx: "SceneContext", ext: str) -> Path:
     entry = ctx.conf["matching"][ext]
     conf = {**ctx.conf["matchers"][entry["matcher"]], **entry}
     adapter = get_matcher(entry["matcher"])
-    return main(conf, ctx.plan.path("pairs"), ctx.plan.path("features", ext), ctx.plan.path("matches", ext),
+    return main(conf, ctx.plan.path("screen"), ctx.plan.path("features", ext), ctx.plan.path("matches", ext),
                 matcher=entry["matcher"], device=ctx.device, progress=ctx.progress, desc=f"matches {ext} {ctx.scene.name}",
                 load_model=lambda: ctx.networks.get(f"matcher:{entry['matcher']}", conf, adapter.load))

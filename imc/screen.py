@@ -8,8 +8,9 @@ either image (no image is orphaned by the rule). ``max_pairs_per_image`` additio
 pairs among the top-k partners of either image: the cheap counts then rank the pairs of a scene
 too large to match fully. ``matches``, ``fuse``, ``verified`` and ``sfm`` read the kept list.
 
-The cheap match counts are stored per pair beside the list (``screen-<fp>.h5``, resumable, each
-pair keyed by its images' content hashes; read them with :func:`read_counts`). Off
+The cheap match counts are stored per pair beside the list (``screen-counts-<fp>.h5``, named by the
+features and ``num_keypoints`` only, resumable, each pair keyed by its images' content hashes; read
+them with :func:`read_counts`): a changed selection rule re-matches nothing. Off
 (``screening.enabled: false``), the kept list is the pair list, copied, and nothing is matched.
 """
 
@@ -26,6 +27,7 @@ from tqdm.auto import tqdm
 
 from .config import ConfigError
 from .h5io import ResumableH5, escape, pair_key
+from .io_utils import fingerprint
 from .match import usable_images
 from .matchers import get as get_matcher
 from .pairs import read_pairs, write_pairs
@@ -36,8 +38,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def counts_path(screen_path: Path) -> Path:
-    return screen_path.with_suffix(".h5")
+def counts_path(screen_path: Path, num_keypoints: int, features_path: Path) -> Path:
+    """The cheap match counts depend only on the features and ``num_keypoints``: changing the selection
+    rule (``min_matches``, ``min_pairs_per_image``, ``max_pairs_per_image``) re-matches nothing."""
+    return screen_path.parent / f"screen-counts-{fingerprint([int(num_keypoints), features_path.name])}.h5"
 
 
 def top_keypoints(feats: dict[str, Any], n: int) -> dict[str, Any]:
@@ -68,9 +72,10 @@ def select(counts: dict[tuple[str, str], int], *, min_matches: int, min_pairs_pe
     return kept
 
 
-def read_counts(screen_path: Path) -> dict[str, int]:
-    """Pair key (``imc.h5io.pair_key``) -> cheap match count, for every screened pair."""
-    store = ResumableH5(counts_path(screen_path))
+def read_counts(path: Path) -> dict[str, int]:
+    """Pair key (``imc.h5io.pair_key``) -> cheap match count, for every screened pair (``path``: the counts
+    store, ``counts_path``)."""
+    store = ResumableH5(path)
     return {key: int(store.attrs(key)["num_matches"]) for key in store.keys()}
 
 
@@ -84,7 +89,7 @@ def main(conf: dict[str, Any], pairs_path: Path, features_path: Path, screen_pat
     adapter = get_matcher(matcher)
     features = ResumableH5(features_path)
     sha1 = usable_images(features_path)
-    store = ResumableH5(counts_path(screen_path))
+    store = ResumableH5(counts_path(screen_path, conf["num_keypoints"], features_path))
     expected = {}
     for a, b in pairs:
         ka, kb = escape(a), escape(b)
@@ -105,7 +110,7 @@ def main(conf: dict[str, Any], pairs_path: Path, features_path: Path, screen_pat
         out = adapter.match(model, feats(escape(a)), feats(escape(b)), device)
         n = len(out["matches"])
         store.put(pair_key(a, b), {"num_matches": np.array([n], np.int64)}, {**expected[pair_key(a, b)], "num_matches": n})
-    store.finalize(keep=expected)
+    store.finalize()
     counts = {(a, b): int(store.attrs(pair_key(a, b))["num_matches"]) for a, b in pairs if pair_key(a, b) in expected}
     kept = select(counts, min_matches=int(conf["min_matches"]), min_pairs_per_image=int(conf["min_pairs_per_image"]),
                   max_pairs_per_image=conf["max_pairs_per_image"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -18,7 +19,7 @@ from imc.h5io import ResumableH5
 from imc.orient import partner_pairs, read_turns, solve
 from imc.pairs import read_pairs
 from imc.pipeline import run
-from imc.screen import read_counts, select
+from imc.screen import counts_path, read_counts, select
 
 from .conftest import TEMPLE, tiny_overrides
 
@@ -121,7 +122,9 @@ def test_orient_and_screening_end_to_end(tmp_path, tiny_scene_root):
     assert turns == {"middlebury/temple/images/templeSR0001.png": 0, "middlebury/temple/images/templeSR0002.png": 180,
                      "middlebury/temple/images/templeSR0003.png": 0, "middlebury/temple/images/templeSR0004.png": 270}
     kept = read_pairs(report.paths["screen"])
-    assert 2 <= len(kept) < 6 and len(read_counts(report.paths["screen"])) == 6
+    screen = report.paths["screen"]
+    counts = read_counts(counts_path(Path(screen), 128, Path(report.paths["features:aliked"])))
+    assert 2 <= len(kept) < 6 and len(counts) == 6
     assert len(ResumableH5(report.paths["matches:aliked"]).keys()) == len(kept)
     assert report.n_registered >= 3, report
     saved = json.loads(open(report.paths["orient"]).read())

@@ -68,6 +68,29 @@ def to_original_pixels(kpts: np.ndarray, scale: tuple[float, float]) -> np.ndarr
     return out
 
 
+def upright(rgb: np.ndarray, turn: int) -> np.ndarray:
+    """The stored image turned by ``turn`` degrees counter-clockwise (``np.rot90``), contiguous."""
+    k = check_turn(turn) // 90
+    return rgb if k == 0 else np.ascontiguousarray(np.rot90(rgb, k))
+
+
+def turn_back(kpts: np.ndarray, turn: int, size: tuple[int, int]) -> np.ndarray:
+    """Keypoints of ``upright(rgb, turn)`` → pixels of ``rgb`` (``size`` = its (W, H); centres at integers)."""
+    k = check_turn(turn) // 90
+    if k == 0:
+        return kpts
+    w, h = size
+    x, y = kpts[:, 0], kpts[:, 1]
+    xy = {1: (w - 1 - y, x), 2: (w - 1 - x, h - 1 - y), 3: (y, h - 1 - x)}[k]
+    return np.stack(xy, axis=1).astype(np.float32)
+
+
+def check_turn(turn: int) -> int:
+    if turn not in (0, 90, 180, 270):
+        raise ValueError(f"an in-plane turn must be 0, 90, 180 or 270 degrees, got {turn!r}")
+    return turn
+
+
 def read_sizes(path: Path, conf: dict[str, Any], *, exif_transpose: bool, scale: float = 1.0) -> list[LoadedImage]:
     """The image at every size of ``resize_max`` (times ``scale``: the out-of-memory retry)."""
     return [read_image(path, resize_max=max(32, int(size * scale)), exif_transpose=exif_transpose)
@@ -75,12 +98,14 @@ def read_sizes(path: Path, conf: dict[str, Any], *, exif_transpose: bool, scale:
 
 
 def features_of(extractor: Extractor, model: Any, loaded: list[LoadedImage], conf: dict[str, Any],
-                device: torch.device) -> dict[str, np.ndarray]:
-    """One image's features in original pixels from its copies at each size (merged, see above)."""
+                device: torch.device, *, turn: int = 0) -> dict[str, np.ndarray]:
+    """One image's features in original pixels from its copies at each size (merged, see above); ``turn``:
+    extracted turned to upright (``imc.orient``), keypoints given in the stored pixel grid."""
     parts = []
     for image in loaded:
-        feats = extractor.extract(model, image.rgb, conf, device)
-        parts.append({"keypoints": to_original_pixels(feats.keypoints, image.scale),
+        h, w = image.rgb.shape[:2]
+        feats = extractor.extract(model, upright(image.rgb, turn), conf, device)
+        parts.append({"keypoints": to_original_pixels(turn_back(feats.keypoints, turn, (w, h)), image.scale),
                       "descriptors": feats.descriptors.astype(np.float32, copy=False),
                       "scores": feats.scores.astype(np.float32, copy=False)})
     size = np.array(loaded[0].original_size, dtype=np.int64)
@@ -93,8 +118,9 @@ def features_of(extractor: Extractor, model: Any, loaded: list[LoadedImage], con
 
 
 def extract_one(extractor: Extractor, model: Any, path: Path, conf: dict[str, Any], device: torch.device, *,
-                exif_transpose: bool = False) -> dict[str, np.ndarray]:
-    return features_of(extractor, model, read_sizes(path, conf, exif_transpose=exif_transpose), conf, device)
+                exif_transpose: bool = False, turn: int = 0) -> dict[str, np.ndarray]:
+    return features_of(extractor, model, read_sizes(path, conf, exif_transpose=exif_transpose), conf, device,
+                       turn=turn)
 
 
 def _free_cuda() -> None:
@@ -104,7 +130,7 @@ def _free_cuda() -> None:
 
 def extract_with_oom_fallback(extractor: Extractor, model_on: Callable[[torch.device], Any], loaded: list[LoadedImage],
                               path: Path, conf: dict[str, Any], device: torch.device, *, exif_transpose: bool,
-                              retry_scales: list[float]) -> tuple[dict[str, np.ndarray], str]:
+                              retry_scales: list[float], turn: int = 0) -> tuple[dict[str, np.ndarray], str]:
     """Features of one image; after a CUDA out-of-memory error, again at ``resize_max`` x each scale, then on
     the CPU at full size. Returns the arrays and what it fell back to ("" when nothing)."""
     attempts: list[tuple[str, float, torch.device]] = [("", 1.0, device)]
@@ -116,7 +142,7 @@ def extract_with_oom_fallback(extractor: Extractor, model_on: Callable[[torch.de
         try:
             if i > 0:
                 loaded = read_sizes(path, conf, exif_transpose=exif_transpose, scale=scale)
-            return features_of(extractor, model_on(dev), loaded, conf, dev), note
+            return features_of(extractor, model_on(dev), loaded, conf, dev, turn=turn), note
         except torch.cuda.OutOfMemoryError as exc:
             _free_cuda()
             if i == len(attempts) - 1:
@@ -129,18 +155,23 @@ def extract_with_oom_fallback(extractor: Extractor, model_on: Callable[[torch.de
 def main(conf: dict[str, Any], scene: Scene, features_path: Path, *, extractor: str,
          load_model: Callable[[torch.device], Any], device: torch.device, sha1s: dict[str, str] | None = None,
          exif_transpose: bool = False, progress: bool = True, prefetch_images: int = 0,
-         oom_retry_scales: list[float] | None = None, clock: "StageClock | None" = None) -> Path:
+         oom_retry_scales: list[float] | None = None, clock: "StageClock | None" = None,
+         turns: dict[str, int] | None = None) -> Path:
     """Extract ``extractor``'s features (``conf`` = ``features.<extractor>``) for every image of ``scene``.
 
     ``load_model(device)`` is called only when some image needs extracting: a fully cached scene loads no
     network. ``clock``: the stage's time allowance (raises :class:`imc.budget.FallBack`, or stops early and
-    records it in ``clock.cut``).
+    records it in ``clock.cut``). ``turns``: image path -> its turn to upright (``imc.orient``; missing: 0),
+    stored with each image, so a changed turn re-extracts that image.
     """
+    turns = turns or {}
     adapter = get_extractor(extractor)
     store = ResumableH5(features_path)
     sha1s = sha1s or {p: image_sha1(scene.file(p)) for p in scene.image_paths}
     by_key = {escape(p): p for p in scene.image_paths}
-    todo = store.pending({escape(p): {"image_sha1": sha1s[p]} for p in scene.image_paths})
+    turns = turns or {}
+    expected = {escape(p): {"image_sha1": sha1s[p], "turn": int(turns.get(p, 0))} for p in scene.image_paths}
+    todo = store.pending(expected)
     # largest image first: the holes its buffers leave in the heap fit the later ones (lower peak RSS)
     todo = [escape(p) for p in largest_first([by_key[k] for k in todo], scene.file, max(resize_sizes(conf)))]
     log.info("features: %d/%d images to extract (%s) -> %s", len(todo), len(scene.image_paths), extractor,
@@ -161,7 +192,8 @@ def main(conf: dict[str, Any], scene: Scene, features_path: Path, *, extractor: 
         try:
             arrays, oom_note = extract_with_oom_fallback(adapter, model_on, loaded(), scene.file(image_path), conf,
                                                          device, exif_transpose=exif_transpose,
-                                                         retry_scales=list(oom_retry_scales or []))
+                                                         retry_scales=list(oom_retry_scales or []),
+                                                         turn=expected[key]["turn"])
             error = ""
         except torch.cuda.OutOfMemoryError:
             raise  # a property of the device, not of the image: never cached as the image's error
@@ -171,7 +203,7 @@ def main(conf: dict[str, Any], scene: Scene, features_path: Path, *, extractor: 
             arrays = {"keypoints": np.zeros((0, 2), np.float32), "descriptors": np.zeros((0, dim), np.float32),
                       "scores": np.zeros((0,), np.float32), "image_size": np.zeros(2, np.int64)}
             error = str(exc)
-        attrs = {"image_sha1": sha1s[image_path], "error": error, "num_keypoints": len(arrays["keypoints"])}
+        attrs = {**expected[key], "error": error, "num_keypoints": len(arrays["keypoints"])}
         if oom_note:
             attrs["oom_fallback"] = oom_note
         store.put(key, arrays, attrs)
@@ -181,13 +213,16 @@ def main(conf: dict[str, Any], scene: Scene, features_path: Path, *, extractor: 
 
 
 def run_stage(ctx: "SceneContext", ext: str) -> Path:
+    from .orient import read_turns
+
     conf = ctx.conf["features"][ext]
     adapter = get_extractor(ext)
     runtime = ctx.conf["runtime"]
     clock = ctx.clock.stage("features") if ctx.clock is not None else None
     path = main(conf, ctx.scene, ctx.plan.path("features", ext), extractor=ext, device=ctx.device, sha1s=ctx.sha1s,
                 load_model=lambda dev: ctx.networks.get(f"extractor:{ext}", conf, adapter.load, device=dev),
-                exif_transpose=ctx.conf["features"]["exif_transpose"], progress=ctx.progress,
+                exif_transpose=ctx.conf["features"]["exif_transpose"], turns=read_turns(ctx.plan.path("orient")),
+                progress=ctx.progress,
                 prefetch_images=int(runtime["prefetch_images"]), oom_retry_scales=list(runtime["oom_retry_scales"]),
                 clock=clock)
     if clock is not None and clock.cut:
@@ -195,4 +230,4 @@ def run_stage(ctx: "SceneContext", ext: str) -> Path:
     return path
 
 
-__all__ = ["main", "run_stage", "extract_one", "extract_with_oom_fallback", "features_of", "image_sha1", "to_original_pixels", "MISSING_SHA1"]
+__all__ = ["main", "run_stage", "extract_one", "extract_with_oom_fallback", "features_of", "upright", "turn_back", "image_sha1", "to_original_pixels", "MISSING_SHA1"]

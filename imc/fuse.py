@@ -136,7 +136,7 @@ def main(conf: dict[str, Any], features_paths: list[Path], matches_paths: list[P
 def run_stage(ctx: "SceneContext", ext: str | None = None) -> Path:
     exts = ctx.conf["features"]["extractors"]
     return main(ctx.conf["fusion"], [ctx.plan.path("features", e) for e in exts],
-                [ctx.plan.path("matches", e) for e in exts], ctx.plan.path("pairs"), ctx.plan.path("fuse"),
+                [ctx.plan.path("matches", e) for e in exts], ctx.plan.path("screen"), ctx.plan.path("fuse"),
                 extractors=exts)
 
 

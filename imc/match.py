@@ -166,7 +166,7 @@ def run_stage(ctx: "SceneContext", ext: str) -> Path:
     conf = {**ctx.conf["matchers"][entry["matcher"]], **entry}
     adapter = get_matcher(entry["matcher"])
     clock = ctx.clock.stage("matches") if ctx.clock is not None else None
-    path = main(conf, ctx.plan.path("pairs"), ctx.plan.path("features", ext), ctx.plan.path("matches", ext),
+    path = main(conf, ctx.plan.path("screen"), ctx.plan.path("features", ext), ctx.plan.path("matches", ext),
                 matcher=entry["matcher"], device=ctx.device, progress=ctx.progress, desc=f"matches {ext} {ctx.scene.name}",
                 load_model=lambda dev: ctx.networks.get(f"matcher:{entry['matcher']}", conf, adapter.load, device=dev),
                 batch_size=int(ctx.conf["runtime"]["match_batch_size"]), clock=clock)

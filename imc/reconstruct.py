@@ -280,7 +280,7 @@ def main(conf: dict[str, Any], fused_path: Path, verified_path: Path, pairs_path
 
 
 def run_stage(ctx: "SceneContext", ext: str | None = None) -> Path:
-    return main(ctx.conf["sfm"], ctx.plan.path("fuse"), ctx.plan.path("verified"), ctx.plan.path("pairs"),
+    return main(ctx.conf["sfm"], ctx.plan.path("fuse"), ctx.plan.path("verified"), ctx.plan.path("screen"),
                 ctx.scene.root, ctx.plan.path("sfm"), cameras=ctx.conf["cameras"], seed=int(ctx.conf["seed"]),
                 budget_cap_s=ctx.clock.mapper_cap() if ctx.clock is not None else ctx.budget_cap_s,
                 partial=list(ctx.clock.cut) if ctx.clock is not None else None, progress=ctx.progress,

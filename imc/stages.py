@@ -49,6 +49,8 @@ class Stage:
     seeded: bool = False  # the run seed enters the fingerprint
     atomic: bool = False  # one file written at once (no resumable parts): safe to share between writers
     competitions: tuple[str, ...] = ()  # runs only for these data.competition values (empty: always)
+    switch: str | None = None  # a boolean config key: when false the stage is a cheap no-op and only the
+    #                            switch (not its other settings) enters the fingerprint
     doc: str = ""
 
     def runs_for(self, conf: dict[str, Any]) -> bool:
@@ -59,21 +61,27 @@ class Stage:
 
 
 STAGES: tuple[Stage, ...] = (
+    Stage(name="orient", module="imc.orient", sections=("orient",), output="orient-{fp}.json", version=1,
+          atomic=True, switch="orient.enabled",
+          doc="each image's in-plane turn (0/90/180/270 degrees) to upright, with its evidence"),
     Stage(name="features", module="imc.extract", sections=("features.exif_transpose", "features.{ext}"),
-          output="features-{slug}-{fp}.h5", version=1, per_extractor=True,
-          doc="keypoints, descriptors and scores per image"),
+          output="features-{slug}-{fp}.h5", upstream=("orient",), version=1, per_extractor=True,
+          doc="keypoints, descriptors and scores per image (extracted upright, stored in the stored pixel grid)"),
     Stage(name="pairs", module="imc.pairs", sections=("pairs",), output="pairs-{fp}.txt", version=2, images=True,
           atomic=True, doc="the image pairs to match"),
+    Stage(name="screen", module="imc.screen", sections=("screening",), output="screen-{fp}.txt",
+          upstream=("pairs", "features"), version=1, switch="screening.enabled",
+          doc="the pairs kept by cheap matching (the pair list itself when screening is off)"),
     Stage(name="matches", module="imc.match", sections=("matching.{ext}", "matchers.{matcher}"),
-          output="matches-{slug}-{fp}.h5", upstream=("features",), reads=("pairs",), version=1, per_extractor=True,
-          doc="raw matches per pair"),
+          output="matches-{slug}-{fp}.h5", upstream=("features",), reads=("screen",), version=1, per_extractor=True,
+          doc="raw matches per kept pair"),
     Stage(name="fuse", module="imc.fuse", sections=("fusion", "features.extractors"), output="fused-{fp}.h5",
-          upstream=("features", "matches"), reads=("pairs",), version=2,
+          upstream=("features", "matches"), reads=("screen",), version=2,
           doc="one keypoint set per image, matches unioned per pair"),
     Stage(name="verified", module="imc.verify", sections=("verification", "cameras"), output="verified-{fp}.h5",
-          upstream=("fuse",), reads=("pairs",), version=3, seeded=True, doc="RANSAC inliers and two-view geometry per pair"),
+          upstream=("fuse",), reads=("screen",), version=3, seeded=True, doc="RANSAC inliers and two-view geometry per pair"),
     Stage(name="sfm", module="imc.reconstruct", sections=("sfm", "cameras"), output="sfm-{fp}",
-          upstream=("verified", "pairs"), version=2, seeded=True, doc="pycolmap models and poses.csv"),
+          upstream=("verified", "screen"), version=2, seeded=True, doc="pycolmap models and poses.csv"),
     Stage(name="cluster", module="imc.cluster_stage", sections=("cluster",), output="clusters-{fp}.json",
           upstream=("verified", "sfm"), reads=("pairs",), version=1, atomic=True, competitions=("imc2025",),
           doc="a dataset's images split into clusters (scenes) and outliers"),
@@ -118,7 +126,10 @@ def output_keys(conf: dict[str, Any]) -> list[str]:
 
 
 def stage_conf(s: Stage, conf: dict[str, Any], ext: str | None = None) -> dict[str, Any]:
-    """The part of the config the stage reads (saved beside its output)."""
+    """The part of the config the stage reads (saved beside its output). A switched-off stage reads only
+    its switch: its other settings do not rename anything while it is off."""
+    if s.switch and not get(conf, s.switch):
+        return {s.switch: False, "version": s.version}
     names = {"ext": ext or ""}
     if ext:
         names["matcher"] = get(conf, f"matching.{ext}.matcher", "")

@@ -126,6 +126,6 @@ def main(conf: dict[str, Any], fused_path: Path, pairs_path: Path, verified_path
 
 
 def run_stage(ctx: "SceneContext", ext: str | None = None) -> Path:
-    return main(ctx.conf["verification"], ctx.plan.path("fuse"), ctx.plan.path("pairs"), ctx.plan.path("verified"),
+    return main(ctx.conf["verification"], ctx.plan.path("fuse"), ctx.plan.path("screen"), ctx.plan.path("verified"),
                 cameras=ctx.conf["cameras"], image_root=ctx.scene.root, seed=int(ctx.conf["seed"]), progress=ctx.progress,
                 desc=f"verify {ctx.scene.name}")

@@ -18,7 +18,9 @@ from imc.config import load_config
 from .corpus import TINY, copy_real_scene, run_cli
 
 PER_EXTRACTOR = {"features:aliked", "matches:aliked"}
-AFTER_FEATURES = {"features:aliked", "matches:aliked", "fuse", "verified", "sfm"}
+AFTER_FEATURES = {"features:aliked", "screen", "matches:aliked", "fuse", "verified", "sfm"}
+# switched-off stages (orient, screening): only their switch enters the fingerprints
+SWITCHES = {"orient.enabled": {"orient"} | AFTER_FEATURES, "screening.enabled": {"screen", "sfm"}}
 
 
 def expected_stages(key: str) -> set[str]:
@@ -27,8 +29,15 @@ def expected_stages(key: str) -> set[str]:
         return {"verified", "sfm"}
     if key.startswith("matchers.nearest_neighbour."):  # a matcher that no extractor uses
         return set()
+    parts = key.split(".")
+    if parts[0] in ("features", "matching") and len(parts) > 2 and parts[1] not in ("aliked",):
+        return set()  # an extractor that features.extractors does not list (disk, sift)
+    if key in SWITCHES:
+        return SWITCHES[key]
     section = key.split(".")[0]
-    return {"features": AFTER_FEATURES, "pairs": {"pairs", "sfm"},
+    if section in ("orient", "screening"):  # off by default: their other settings rename nothing
+        return set()
+    return {"features": AFTER_FEATURES, "pairs": {"pairs", "screen", "sfm"},
             "matching": {"matches:aliked", "fuse", "verified", "sfm"},
             "matchers": {"matches:aliked", "fuse", "verified", "sfm"}, "fusion": {"fuse", "verified", "sfm"},
             "cameras": {"verified", "sfm"}, "verification": {"verified", "sfm"}, "sfm": {"sfm"}}.get(section, set())
@@ -72,7 +81,8 @@ def changed_stages(a: dict[str, str], b: dict[str, str]) -> set[str]:
 
 BASE = load_config(None)
 SHA1S = {"d/s/images/a.jpg": "1" * 40, "d/s/images/b.jpg": "2" * 40}
-STAGE_SECTIONS = ("features", "pairs", "matching", "matchers", "fusion", "cameras", "verification", "sfm", "seed")
+STAGE_SECTIONS = ("orient", "features", "pairs", "screening", "matching", "matchers", "fusion", "cameras",
+                  "verification", "sfm", "seed")
 # features.extractors names the extractors: changing it is tested on its own below
 STAGE_KEYS = [k for k, _ in leaves(BASE) if k.split(".")[0] in STAGE_SECTIONS and k != "features.extractors"]
 # device and weights_dir are left out on purpose: other weights (or CUDA numerics) give other features,
@@ -107,14 +117,25 @@ def test_run_parameters_invalidate_nothing(key):
 def test_image_content_invalidates_pairs_and_per_item_entries():
     after = stages.fingerprints(BASE, {**SHA1S, "d/s/images/b.jpg": "3" * 40})
     # pairs and mapping by name; features/matches/verified entries by the sha1 stored with each item
-    assert changed_stages(stages.fingerprints(BASE, SHA1S), after) == {"pairs", "sfm"}
+    assert changed_stages(stages.fingerprints(BASE, SHA1S), after) == {"pairs", "screen", "sfm"}
+
+
+@pytest.mark.parametrize("key", ["orient.partners", "orient.min_ratio", "screening.min_matches",
+                                 "screening.num_keypoints"])
+def test_switched_on_stage_settings_invalidate_their_stage_and_later_ones(key):
+    section = key.split(".")[0]
+    on = with_value(BASE, f"{section}.enabled", True)
+    value = dict(leaves(BASE))[key]
+    after = stages.fingerprints(with_value(on, key, another_value(value)), SHA1S)
+    expected = {"orient"} | AFTER_FEATURES if section == "orient" else {"screen", "sfm"}
+    assert changed_stages(stages.fingerprints(on, SHA1S), after) == expected
 
 
 def test_a_second_extractor_adds_its_outputs_and_changes_the_fused_ones_only():
     two = stages.fingerprints(with_value(BASE, "features.extractors", ["aliked", "toy"]), SHA1S)
     one = stages.fingerprints(BASE, SHA1S)
     assert set(two) - set(one) == {"features:toy", "matches:toy"}
-    assert {k for k in one if one[k] != two[k]} == {"fuse", "verified", "sfm"}  # aliked's own caches are reused
+    assert {k for k in one if one[k] != two[k]} == {"screen", "fuse", "verified", "sfm"}  # aliked's own caches are reused
 
 
 @pytest.mark.slow

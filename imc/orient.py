@@ -212,5 +212,7 @@ def run_stage(ctx: "SceneContext", ext: str | None = None) -> Path:
                 device=ctx.device, progress=ctx.progress,
                 load_extractor=lambda: ctx.networks.get(
                     "orient:aliked", conf,
-                    lambda c, **kw: load_network(c["model"], max_num_keypoints=c["max_num_keypoints"], **kw)),
+                    lambda c, **kw: load_network(c["model"], max_num_keypoints=c["max_num_keypoints"],
+                                                 detection_threshold=c["detection_threshold"], nms_radius=c["nms_radius"],
+                                                 **kw)),
                 load_matcher=lambda: ctx.networks.get("matcher:lightglue", lg_conf, lg.load))

@@ -109,8 +109,13 @@ def main(conf: dict[str, Any], fused_path: Path, pairs_path: Path, verified_path
     log.info("verify: %d pairs to verify (%s) -> %s", len(todo), conf["method"], verified_path.name)
     names = {key: (a, b) for a, b in read_pairs(pairs_path) for key in [pair_key(a, b)]}
     needed = sorted({n for key in todo for n in names[key]})
-    camera_of = make_cameras(needed, {n: images[n]["image_size"] for n in needed}, image_root, cameras)[0] \
-        if todo and VerificationMethod(conf["method"]) is VerificationMethod.PYCOLMAP else {}
+    if conf["cameras"] == "mapping":  # the mapper's starting cameras (EXIF priors, groups)
+        camera_of = make_cameras(needed, {n: images[n]["image_size"] for n in needed}, image_root, cameras)[0]
+    elif conf["cameras"] == "prior":  # focal_prior_factor x max(W, H) for every image
+        camera_of = {n: prior_camera(images[n]["image_size"], cameras["focal_prior_factor"], cameras["model"])
+                     for n in needed}
+    else:
+        raise ValueError(f"verification.cameras must be prior or mapping, got {conf['cameras']!r}")
     for key in tqdm(todo, desc=desc, unit="pair", disable=not progress):
         a, b = names[key]
         raw = fused.get(key)["matches"]

@@ -214,10 +214,8 @@ def test_notebook_writes_a_complete_scored_submission(tmp_path, layout, kind):
     if kind == "imc2023":  # train labels attached: a scored debug run before the real one
         assert "debug run: 3 train image(s) of ['demo/courtyard']" in debug_text
         assert "debug mAA" in debug_text and "demo/courtyard" in debug_text
-    elif layout == "classic":
+    else:  # the debug run scores IMC 2023 train labels only
         assert f"debug run skipped: COMPETITION={kind}" in debug_text
-    else:
-        assert "debug run skipped: no usable train labels" in debug_text
     names = ["demo/all"] if kind == "imc2025" else ["demo/boxes", "demo/courtyard"]
     for text in (outputs_text(cells["run"]), outputs_text(cells["write"])):  # CLI and notebook tables
         assert "registered" in text and all(n in text for n in names)

@@ -7,9 +7,11 @@ code, imported only when used (no heavy imports for ``--help``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import sys
+from typing import Iterator
 
 from .config import ConfigError, load_config
 
@@ -26,6 +28,32 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def setup_logging(verbose: bool = False) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+
+
+class _ConsoleFilter(logging.Filter):
+    """Console: the command's own lines (logger ``prefix``) and every warning; scene details go to log.txt."""
+
+    def __init__(self, prefix: str):
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or record.name.startswith(self.prefix)
+
+
+@contextlib.contextmanager
+def quiet_console(prefix: str, *, enabled: bool = True) -> Iterator[None]:
+    """While the block runs, the root handlers show only ``prefix``'s records and warnings; the filter
+    is always removed afterwards (a caller's handlers, e.g. a test's log capture, are left as found)."""
+    console_filter = _ConsoleFilter(prefix)
+    handlers = list(logging.getLogger().handlers) if enabled else []
+    for handler in handlers:
+        handler.addFilter(console_filter)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(console_filter)
 
 
 def run_main(argv: list[str]) -> int:

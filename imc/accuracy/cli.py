@@ -107,21 +107,15 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     return p.parse_intermixed_args(argv)  # key=value overrides may come between options
 
 
-class _ConsoleFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.WARNING or record.name.startswith("imc.accuracy")
-
-
 def main(argv: list[str]) -> int:
     args = _parse_args(argv)
-    from ..cli import setup_logging
+    from ..cli import quiet_console, setup_logging
 
     setup_logging(False)
-    for handler in logging.getLogger().handlers:  # scene details go to each run's log.txt
-        handler.addFilter(_ConsoleFilter())
-    if args.child:
-        return child_main(args.child)
-    return run_benchmark(args)
+    with quiet_console("imc.accuracy"):  # scene details go to each run's log.txt
+        if args.child:
+            return child_main(args.child)
+        return run_benchmark(args)
 
 
 def run_benchmark(args: argparse.Namespace) -> int:

@@ -87,13 +87,6 @@ def run_sweep(spec: SweepSpec, *, backend: Backend = Backend.SEQUENTIAL, workers
     return outcome
 
 
-class _ConsoleFilter(logging.Filter):
-    """Console: the sweep's own progress lines and every warning; scene details go to their log.txt."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.WARNING or record.name.startswith("imc.sweep")
-
-
 def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m imc sweep", description="run a hyperparameter sweep file")
     parser.add_argument("sweep", help="sweep file, e.g. configs/sweeps/smoke.yaml")
@@ -111,18 +104,11 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     args = _parse_args(argv)
-    from ..cli import setup_logging
+    from ..cli import quiet_console, setup_logging
 
     setup_logging(args.verbose)
-    console_filter = _ConsoleFilter()
-    handlers = [] if args.verbose else list(logging.getLogger().handlers)
-    for handler in handlers:
-        handler.addFilter(console_filter)
-    try:
+    with quiet_console("imc.sweep", enabled=not args.verbose):  # scene details go to their log.txt
         return _main(args)
-    finally:
-        for handler in handlers:
-            handler.removeFilter(console_filter)
 
 
 def _main(args: argparse.Namespace) -> int:

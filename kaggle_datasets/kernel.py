@@ -20,7 +20,7 @@ from typing import Any
 
 from imc.io_utils import atomic_path, atomic_write_json
 
-from .metadata import OWNER_RE, MetadataError
+from .metadata import OWNER_RE, MetadataError, read_json_file
 
 KERNEL_METADATA_FILE = "kernel-metadata.json"
 COMPETITION = "image-matching-challenge-2023"
@@ -115,15 +115,7 @@ def submission_problems(meta: dict[str, Any], *, competition: str = COMPETITION)
 
 def validate_kernel_metadata(path: str | Path, *, competition: str = COMPETITION) -> dict[str, Any]:
     """Read and check a ``kernel-metadata.json`` (or the folder holding one); return its content."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / KERNEL_METADATA_FILE
-    if not path.is_file():
-        raise MetadataError(f"{path}: not found")
-    try:
-        meta = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise MetadataError(f"{path}: not valid JSON ({exc})") from exc
+    path, meta = read_json_file(path, KERNEL_METADATA_FILE)
     problems = kernel_metadata_problems(meta, path.parent)
     problems += submission_problems(meta, competition=competition) if not problems else []
     if problems:

@@ -81,15 +81,7 @@ def validate_metadata(path: str | os.PathLike) -> dict[str, Any]:
 
     Raises :class:`MetadataError` naming the file and every problem found.
     """
-    path = Path(path)
-    if path.is_dir():
-        path = path / METADATA_FILE
-    if not path.is_file():
-        raise MetadataError(f"{path}: not found")
-    try:
-        meta = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise MetadataError(f"{path}: not valid JSON ({exc})") from exc
+    path, meta = read_json_file(path, METADATA_FILE)
     problems = metadata_problems(meta)
     if problems:
         raise MetadataError(f"{path}: " + "; ".join(problems))
@@ -101,3 +93,17 @@ def write_metadata(folder: Path, meta: dict[str, Any]) -> Path:
     path = atomic_write_json(folder / METADATA_FILE, meta)
     validate_metadata(path)
     return path
+
+
+def read_json_file(path: str | Path, filename: str) -> tuple[Path, dict[str, Any]]:
+    """``path`` (or ``path/filename`` when it is a folder) and its JSON content; ``MetadataError`` names
+    the file when it is missing or not JSON."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / filename
+    if not path.is_file():
+        raise MetadataError(f"{path}: not found")
+    try:
+        return path, json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise MetadataError(f"{path}: not valid JSON ({exc})") from exc

@@ -43,8 +43,6 @@ from .scenes import Scene
 
 if TYPE_CHECKING:
     from .budget import StageClock
-
-if TYPE_CHECKING:
     from .pipeline import SceneContext
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,8 @@ scene's run (measured: 1.72 GB at 1024 px, 3.3 GB at 1600 px, nothing else comes
 :func:`lean_extract_dense_map` runs the same operations in the same order on the same values, but
 writes each level straight into one preallocated 128-channel tensor (a copy, as ``torch.cat`` does),
 frees each level as soon as it is copied and L2-normalises in place (the same elementwise division
-as ``F.normalize``). Peak: 128 + 32 channels instead of 384. Keypoints, scores and descriptors are
+as ``F.normalize``). Peak: 128 + 32 channels instead of 384 (with more than one torch thread, oneDNN's
+``score_head`` convolution copies its 128-channel input in both versions: 256 + 32 against 512). Keypoints, scores and descriptors are
 bitwise identical (``tests/test_lean_aliked.py``).
 """
 

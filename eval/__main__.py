@@ -10,6 +10,7 @@ from typing import Sequence
 COMMANDS: dict[str, str] = {
     "score": "eval.score:main",
     "synth": "eval.synth:main",
+    "speed": "eval.speed:main",
 }
 
 

@@ -9,7 +9,6 @@ every problem at once, each naming the file line and the image.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -17,7 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from eval.registration import camera_centres
-from eval.submission import CsvKind, _format_problems, _short
+from eval.submission import CsvKind, _format_problems, _short, iter_csv_rows
 
 POSE_COLUMNS = ("rotation_matrix", "translation_vector")
 
@@ -35,42 +34,25 @@ class CentreRow:
 
 def read_centre_rows(path: str | Path, kind: CsvKind, key_columns: Sequence[str], image_column: str) -> list[CentreRow]:
     """Rows of a pose CSV with ``key_columns`` + rotation/translation; raise ``kind.error`` listing all problems."""
-    path = Path(path)
-    err = kind.error
-    if not path.is_file():
-        raise err(f"{kind.value} file not found: {path}")
     required = tuple(key_columns) + POSE_COLUMNS
     problems: list[str] = []
     rows: list[CentreRow] = []
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None:
-            raise err(f"{path}: empty {kind.value} file (expected a header with {','.join(required)})")
-        header = [h.strip() for h in header]
-        missing = [c for c in required if c not in header]
-        if missing:
-            raise err(f"{path}: missing column(s) {missing}; header is {header}")
-        col = {c: header.index(c) for c in required}
-        for values in reader:
-            line = reader.line_num
-            if not values or all(not v.strip() for v in values):
-                continue
-            fields = {c: (values[i].strip() if i < len(values) else "") for c, i in col.items()}
-            where = f"line {line} ({fields[image_column]!r})" if fields[image_column] else f"line {line}"
-            empty = [c for c in key_columns if not fields[c]]
-            if empty:
-                problems.append(f"{where}: empty or missing value(s) for {empty}")
-                continue
-            R = _numbers(fields["rotation_matrix"], 9, "rotation_matrix", where, problems)
-            t = _numbers(fields["translation_vector"], 3, "translation_vector", where, problems)
-            if R is None or t is None:
-                continue
-            with np.errstate(invalid="ignore", over="ignore"):
-                centre = camera_centres(R.reshape(1, 3, 3), t.reshape(1, 3))[0]
-            rows.append(CentreRow(line=line, fields={c: fields[c] for c in key_columns}, centre=centre))
+    for line, values, col in iter_csv_rows(path, kind, required):
+        fields = {c: (values[i].strip() if i < len(values) else "") for c, i in col.items()}
+        where = f"line {line} ({fields[image_column]!r})" if fields[image_column] else f"line {line}"
+        empty = [c for c in key_columns if not fields[c]]
+        if empty:
+            problems.append(f"{where}: empty or missing value(s) for {empty}")
+            continue
+        R = _numbers(fields["rotation_matrix"], 9, "rotation_matrix", where, problems)
+        t = _numbers(fields["translation_vector"], 3, "translation_vector", where, problems)
+        if R is None or t is None:
+            continue
+        with np.errstate(invalid="ignore", over="ignore"):
+            centre = camera_centres(R.reshape(1, 3, 3), t.reshape(1, 3))[0]
+        rows.append(CentreRow(line=line, fields={c: fields[c] for c in key_columns}, centre=centre))
     if problems:
-        raise err(_format_problems(f"{path}: invalid {kind.value}", problems))
+        raise kind.error(_format_problems(f"{path}: invalid {kind.value}", problems))
     return rows
 
 

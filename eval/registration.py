@@ -23,6 +23,7 @@ which is all the mAA reads; ``err`` holds the per-camera distances of the kept m
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -129,6 +130,7 @@ def kabsch_similarity(
 POLAR_ITERATIONS = 10
 POLAR_MAX_COND = 1e6  # ||H|| ||H^-1|| above this: LAPACK's SVD (the polar factor's rounding grows with it)
 POLAR_TOL = 1e-13
+POLAR_STEP_TOL = 1e-10  # a Newton step this small leaves an error of its square: converged
 
 
 def _inv3_t(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -157,9 +159,14 @@ def rotation_of(H: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         cond = np.sqrt(np.sum(x * x, axis=0) * np.sum(inv_t * inv_t, axis=0))
         ok = np.isfinite(cond) & (det > 0) & (cond < POLAR_MAX_COND)
-        for _ in range(POLAR_ITERATIONS):
+        for it in range(POLAR_ITERATIONS):
             g = np.sqrt(np.sqrt(np.sum(inv_t * inv_t, axis=0) / np.sum(x * x, axis=0)))
-            x = 0.5 * (g * x + inv_t / g)
+            x_next = 0.5 * (g * x + inv_t / g)
+            # Quadratic convergence: once every step is at rounding level the next one changes nothing.
+            done = it >= 2 and not np.any(np.abs(x_next - x)[:, ok] > POLAR_STEP_TOL)
+            x = x_next
+            if done:
+                break
             inv_t, _ = _inv3_t(x)
         X = x.T.reshape(-1, 3, 3)
         err = np.abs(np.einsum("bji,bjk->bik", X, X) - np.eye(3)).max(axis=(1, 2))
@@ -186,13 +193,22 @@ def _spread_ratio(v0: np.ndarray, v1: np.ndarray, mask: np.ndarray) -> np.ndarra
 
 
 def _mm(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """``x @ y`` for a tall x with few columns, one matrix-vector product per column of y: a
-    multi-threaded BLAS matrix product spends more on waking its threads than on these small products
-    (up to 40x slower on a busy machine); matrix-vector products stay on one thread."""
-    out = np.empty((x.shape[0], y.shape[1]))
-    for j in range(y.shape[1]):
-        out[:, j] = x @ y[:, j]
-    return out
+    """``x @ y``; :func:`register_cameras` runs it with BLAS held to one thread (:func:`_one_blas_thread`)."""
+    return x @ y
+
+
+@contextmanager
+def _one_blas_thread():
+    """BLAS on one thread for the small products of the search: a multi-threaded BLAS spends more on
+    waking its threads than on these products (up to 40x slower on a busy machine). With
+    ``threadpoolctl`` absent the products keep BLAS's own thread count (same results, slower)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl is a dependency; a bare numpy still scores
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
 def _squared_errors(s, R, T, src, dst) -> np.ndarray:
@@ -208,6 +224,11 @@ def _squared_errors(s, R, T, src, dst) -> np.ndarray:
 
 def register_cameras(sub_centres: np.ndarray, gt_centres: np.ndarray, thresholds: np.ndarray) -> Registration:
     """Register submitted camera centres (n, 3) onto GT centres (n, 3) for each threshold (r,)."""
+    with _one_blas_thread():
+        return _register_cameras(sub_centres, gt_centres, thresholds)
+
+
+def _register_cameras(sub_centres: np.ndarray, gt_centres: np.ndarray, thresholds: np.ndarray) -> Registration:
     sub_centres = np.asarray(sub_centres, dtype=np.float64).reshape(-1, 3)
     gt_centres = np.asarray(gt_centres, dtype=np.float64).reshape(-1, 3)
     th = np.asarray(thresholds, dtype=np.float64).reshape(-1)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import enum
 from dataclasses import dataclass
+from typing import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -79,42 +80,50 @@ class Submission:
     warnings: tuple[str, ...] = ()
 
 
-def read_pose_rows(path: str | Path, kind: CsvKind) -> list[PoseRow]:
-    """Parse a labels or submission CSV; raise ``kind.error`` listing every malformed row."""
+def iter_csv_rows(path: str | Path, kind: CsvKind,
+                  required: Sequence[str]) -> Iterator[tuple[int, list[str], dict[str, int]]]:
+    """``(line number, values, column index by name)`` of every non-blank data row of a pose CSV, after
+    checking that the file exists and its header has the ``required`` columns (``kind.error`` otherwise).
+    The one header reader of the 2023 and the camera-centre (2024/2025) CSVs."""
     path = Path(path)
     err = kind.error
     if not path.is_file():
         raise err(f"{kind.value} file not found: {path}")
-    problems: list[str] = []
-    rows: list[PoseRow] = []
-    first_line: dict[str, int] = {}
     with path.open(newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
         header = next(reader, None)
         if header is None:
-            raise err(f"{path}: empty {kind.value} file (expected a header {','.join(REQUIRED_COLUMNS)})")
+            raise err(f"{path}: empty {kind.value} file (expected a header with {','.join(required)})")
         header = [h.strip() for h in header]
-        missing = [c for c in REQUIRED_COLUMNS if c not in header]
+        missing = [c for c in required if c not in header]
         if missing:
             raise err(f"{path}: missing column(s) {missing}; header is {header}")
-        col = {c: header.index(c) for c in REQUIRED_COLUMNS}
+        col = {c: header.index(c) for c in required}
         for values in reader:
-            line = reader.line_num
             if not values or all(not v.strip() for v in values):
                 continue
-            row = _parse_row(values, col, line, problems)
-            if row is None:
-                continue
-            if row.image_path in first_line:
-                problems.append(
-                    f"line {line}: duplicate image_path {row.image_path!r} "
-                    f"(first at line {first_line[row.image_path]})"
-                )
-                continue
-            first_line[row.image_path] = line
-            rows.append(row)
+            yield reader.line_num, values, col
+
+
+def read_pose_rows(path: str | Path, kind: CsvKind) -> list[PoseRow]:
+    """Parse a labels or submission CSV; raise ``kind.error`` listing every malformed row."""
+    problems: list[str] = []
+    rows: list[PoseRow] = []
+    first_line: dict[str, int] = {}
+    for line, values, col in iter_csv_rows(path, kind, REQUIRED_COLUMNS):
+        row = _parse_row(values, col, line, problems)
+        if row is None:
+            continue
+        if row.image_path in first_line:
+            problems.append(
+                f"line {line}: duplicate image_path {row.image_path!r} "
+                f"(first at line {first_line[row.image_path]})"
+            )
+            continue
+        first_line[row.image_path] = line
+        rows.append(row)
     if problems:
-        raise err(_format_problems(f"{path}: invalid {kind.value}", problems))
+        raise kind.error(_format_problems(f"{path}: invalid {kind.value}", problems))
     return rows
 
 

@@ -221,7 +221,8 @@ def is_complete(sfm_dir: Path, cap: float | None) -> bool:
 
 def main(conf: dict[str, Any], fused_path: Path, verified_path: Path, pairs_path: Path, image_root: Path,
          sfm_dir: Path, *, cameras: dict[str, Any], seed: int = 0, budget_cap_s: float | None = None,
-         partial: list[str] | None = None, progress: bool = True, desc: str = "mapping") -> Path:
+         partial: list[str] | None = None, progress: bool = True, desc: str = "mapping",
+         image_sha1s: dict[str, str] | None = None) -> Path:
     """Reconstruct into ``sfm_dir`` unless a complete one exists; return ``sfm_dir``.
 
     ``budget_cap_s`` (the time budget's share) caps the mapper without entering the fingerprint; a
@@ -232,7 +233,10 @@ def main(conf: dict[str, Any], fused_path: Path, verified_path: Path, pairs_path
     if is_complete(sfm_dir, cap):
         return sfm_dir
     images = read_images(fused_path)
-    features = {name: f for name, f in images.items() if f["num_keypoints"] > 0}
+    # The per-image caches keep entries of images a scene no longer lists (or that changed): only the
+    # scene's current images, by content, are mapped.
+    features = {name: f for name, f in images.items() if f["num_keypoints"] > 0
+                and (image_sha1s is None or image_sha1s.get(name) == f["image_sha1"])}
     pairs = read_pairs(pairs_path)
     with atomic_path(sfm_dir) as tmp:
         tmp.mkdir(parents=True)
@@ -284,4 +288,4 @@ def run_stage(ctx: "SceneContext", ext: str | None = None) -> Path:
                 ctx.scene.root, ctx.plan.path("sfm"), cameras=ctx.conf["cameras"], seed=int(ctx.conf["seed"]),
                 budget_cap_s=ctx.clock.mapper_cap() if ctx.clock is not None else ctx.budget_cap_s,
                 partial=list(ctx.clock.cut) if ctx.clock is not None else None, progress=ctx.progress,
-                desc=f"mapping {ctx.scene.name}")
+                desc=f"mapping {ctx.scene.name}", image_sha1s=ctx.sha1s)

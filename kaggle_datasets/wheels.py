@@ -59,6 +59,7 @@ PREINSTALLED_ON_KAGGLE: dict[str, str] = {
     "opencv-python-headless": "Kaggle has opencv-python (same cv2 module)",
     "pillow": "preinstalled", "pyyaml": "preinstalled", "tqdm": "preinstalled", "pandas": "preinstalled",
     "matplotlib": "preinstalled (only the eval plots use it)", "scipy": "preinstalled",
+    "threadpoolctl": "preinstalled (scikit-learn's dependency; only the eval metrics use it)",
 }
 
 

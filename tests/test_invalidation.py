@@ -152,3 +152,15 @@ def test_identical_rerun_computes_nothing_and_a_verification_change_only_verifie
                     log_path=tmp_path / "third.txt")
     assert "features: 0/4 images to extract" in third and "matches: 0 pairs to match" in third
     assert "verify: 6 pairs to verify" in third and "mapping:" in third
+
+
+def test_an_image_removed_from_the_scene_is_not_mapped_from_the_shared_cache(tmp_path):
+    """The per-image caches keep a removed image's entries; mapping uses only the scene's current images."""
+    paths = copy_real_scene(tmp_path / "data", "strecha", "fountain", n=4)
+    args = [f"data.root={tmp_path / 'data'}", f"cache_dir={tmp_path / 'cache'}", *TINY]
+    first = run_cli(args + [f"output={tmp_path / 'run1'}"], log_path=tmp_path / "first.txt")
+    assert "/4 images registered" in first
+    (tmp_path / "data" / paths[-1]).unlink()
+    second = run_cli(args + [f"output={tmp_path / 'run2'}"], log_path=tmp_path / "second.txt")
+    assert "features: 0/3 images to extract" in second
+    assert "/3 images registered" in second, second  # not "/4": the removed image is not in the database

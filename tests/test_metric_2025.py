@@ -310,3 +310,26 @@ def test_cli_json_has_fraction_and_percentage(tmp_path, th_csv):
     rc = score_main(["--metric", "imc2025", "--submission", str(write(tmp_path / "s.csv", gt[1:])),
                      "--labels", str(tmp_path / "g.csv"), "--thresholds", str(th_csv)])
     assert rc == 2
+
+
+# ------------------------------------------------------------------ python -m eval speed
+def test_speed_files_score_one_when_perfect_and_less_when_noisy(tmp_path):
+    from eval.speed import write_files
+
+    sizes = {"d1": {"a": 12, "b": 9, "outliers": 2}, "d2": {"c": 7}}
+    labels, submission, thresholds, n = write_files(tmp_path / "perfect", noise=0.0, displaced=0.0, seed=1, sizes=sizes)
+    assert n == 30
+    perfect = score(submission, labels, thresholds)  # another frame and scale per cluster: still exact
+    assert perfect.overall == pytest.approx(1.0)
+    labels, submission, thresholds, _ = write_files(tmp_path / "noisy", noise=0.05, displaced=0.3, seed=1, sizes=sizes)
+    noisy = score(submission, labels, thresholds)
+    assert 0.0 < noisy.overall < 0.95
+    assert set(noisy.datasets) == {"d1", "d2"}
+
+
+def test_speed_command_prints_the_timing(capsys):
+    from eval.__main__ import main as eval_main
+
+    assert eval_main(["speed", "--largest", "25"]) == 0
+    out = capsys.readouterr().out
+    assert "images" in out and "CPU-s" in out and "score" in out

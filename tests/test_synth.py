@@ -235,6 +235,26 @@ def test_presets_cover_easy_to_hard():
         synth.get_preset("nope")
 
 
+def test_grouped_presets_place_their_views_in_the_groups():
+    """``pairs``: disjoint pairs 120 deg apart (azimuth about the target)."""
+    from eval.synth.cameras import CameraPathError, CameraRig, CameraPath, sample_cameras
+
+    for name, gaps in (("pairs", 2),):
+        rig = synth.PRESETS[name].camera
+        draws = sample_cameras(rig, target=np.zeros(3), spread_m=1.0, facing_azimuth_deg=0.0,
+                               rng=np.random.default_rng(0))
+        assert len(draws) == rig.n_images == sum(c for _, _, c in rig.groups)
+        az = np.sort([np.degrees(np.arctan2(d.upright.center[0], -d.upright.center[1])) for d in draws])
+        steps = np.diff(az)
+        assert np.sum(steps > 25.0) == gaps, az  # the groups are apart ...
+        for lo, hi, _ in rig.groups:  # ... and every group holds its views
+            inside = np.sum((az >= lo - 3.0) & (az <= hi + 3.0))  # look-at jitter moves the centres a little
+            assert inside == [c for a, b, c in rig.groups if (a, b) == (lo, hi)][0]
+    with pytest.raises(CameraPathError, match="sum to n_images=5"):
+        sample_cameras(CameraRig(n_images=5, path=CameraPath.GROUPS, groups=((0.0, 10.0, 2),)), target=np.zeros(3),
+                       spread_m=1.0, facing_azimuth_deg=0.0, rng=np.random.default_rng(0))
+
+
 def test_cli_renders_a_preset(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(synth.PRESETS, "tiny", dataclasses.replace(small_preset("easy", n_images=1), name="tiny"))
     assert synth.main(["--out", str(tmp_path), "--preset", "tiny", "--seed", "2", "--scene", "easy-boxes"]) == 0

@@ -103,6 +103,7 @@ class CameraPath(enum.Enum):
 
     ARC = "arc"  # azimuths evenly spread over the arc (an orbit), elevation drawn per image
     RANDOM = "random"  # independent uniform draws on the sphere cap
+    GROUPS = "groups"  # evenly spread inside each of ``CameraRig.groups`` (azimuth ranges): clusters, bridges
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -120,6 +121,7 @@ class CameraRig:
     focal_px: tuple[float, float] = (600.0, 600.0)
     roll_jitter_deg: float = 0.0  # uniform in [-x, x]: small in-plane rotation
     quarter_turn_fraction: float = 0.0  # fraction of views rotated by 90/180/270 degrees (np.rot90)
+    groups: tuple[tuple[float, float, int], ...] = ()  # GROUPS path: (from_deg, to_deg, views) each; arc_deg unused
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -147,6 +149,12 @@ def sample_cameras(
     if rig.path is CameraPath.ARC:
         step = rig.arc_deg / max(n - 1, 1)
         azimuths = np.linspace(-half, half, n) + rng.uniform(-0.2, 0.2, n) * step
+    elif rig.path is CameraPath.GROUPS:
+        counts = [count for _, _, count in rig.groups]
+        if sum(counts) != n or min(counts, default=0) < 1:
+            raise CameraPathError(f"GROUPS path: the groups' view counts {counts} must be >= 1 each and sum to "
+                                  f"n_images={n}")
+        azimuths = np.concatenate([np.linspace(a, b, count) for a, b, count in rig.groups])
     else:
         azimuths = rng.uniform(-half, half, n)
     azimuths = azimuths + facing_azimuth_deg

@@ -109,6 +109,16 @@ PRESETS: dict[str, SynthPreset] = {
         effects=Degradation(brightness_jitter=0.05),
         image_format=ImageFormat.PNG,
     ),
+    "pairs": SynthPreset(
+        name="pairs",
+        description="views that overlap only in disjoint pairs: 3 pairs of views 6 deg apart, the pairs 120 deg "
+        "from each other (the boxes scene gives no matches beyond ~120 deg): no three images form a model",
+        scenes=(SynthScene(name="pairs-boxes", layout=Layout.BOXES),),
+        camera=CameraRig(n_images=6, path=CameraPath.GROUPS,
+                         groups=((-123.0, -117.0, 2), (-3.0, 3.0, 2), (117.0, 123.0, 2)),
+                         elevation_deg=(18.0, 30.0), distance_m=(4.5, 5.5), overlap=1.0, focal_px=(560.0, 620.0)),
+        effects=Degradation(brightness_jitter=0.1, noise_sigma=1.0),
+    ),
     "demo": SynthPreset(
         name="demo",
         description="the shipped demo data (imc/demo_data): 2 scenes x 9 views at 640x480, easy-to-medium",

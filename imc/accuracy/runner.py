@@ -201,6 +201,8 @@ def _child(task: dict[str, Any], unit_dir: Path) -> int:
         s = report.scenes[task["scene"]]
         result.mAA, result.mAA_q, result.mAA_t = s.maa, s.maa_q, s.maa_t
         result.n_images, result.n_registered, result.n_pairs = s.n_images, s.n_registered, s.n_pairs
+        if "n_registered" in scene_report:  # the pipeline's count: a two-view model's first camera IS identity
+            result.n_registered = int(scene_report["n_registered"])
         result.median_err_R_deg, result.median_err_t = s.median_err_R_deg, s.median_err_t_m
         result.thresholds = _threshold_label(s)
         atomic_write_json(unit_dir / "score.json", report.to_dict())

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from .h5io import PAIR_SEP, ResumableH5, escape, pair_key
 from .matchers import get as get_matcher
+from .memory import release_free_memory
 from .pairs import read_pairs
 
 if TYPE_CHECKING:
@@ -135,6 +136,7 @@ def main(conf: dict[str, Any], pairs_path: Path, features_path: Path, matches_pa
             break
         for key, result in zip(group, match_group(group)):
             store.put(key, result, expected[key])
+        release_free_memory()  # LightGlue's per-pair buffers differ in size: without it the heap only grows
         done += len(group)
         bar.update(len(group))
     bar.close()

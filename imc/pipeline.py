@@ -22,6 +22,7 @@ from .extract import image_sha1
 from .fuse import read_images
 from .h5io import clean_stale_tmp
 from .io_utils import atomic_write_json, atomic_write_text, file_lock
+from .memory import release_free_memory
 from .networks import Networks
 from .preflight import resolve_device
 from .reconstruct import Pose, read_poses_csv
@@ -89,6 +90,7 @@ def run_one(ctx: SceneContext, stage: stages.Stage, ext: str | None) -> tuple[Pa
     path = ctx.plan.path(stage.name, ext)
     with file_lock(path):
         stage.load().run_stage(ctx, ext)
+    release_free_memory()  # what a stage freed goes back to the OS before the next one
     return path, time.perf_counter() - t0
 
 

@@ -84,3 +84,43 @@ def test_extraction_order_is_largest_first(tmp_path):
     names = ["small.png", "broken.png", "wide.png", "tie.png", "square.png", "missing.png"]
     ordered = largest_first(names, lambda n: tmp_path / n, 1024)
     assert ordered == ["square.png", "wide.png", "small.png", "tie.png", "broken.png", "missing.png"]
+
+
+TRIM_SCRIPT = """
+import sys
+import torch
+from imc.memory import release_free_memory
+
+
+def rss_mb():
+    return int(next(l for l in open("/proc/self/status") if l.startswith("VmRSS")).split()[1]) // 1024
+
+
+torch.manual_seed(0)
+held = []
+for i in range(40):  # buffers that each outgrow the last one's hole, a small one kept after each
+    big = torch.ones(int(2e6 + 2e5 * i))  # 8-40 MB, freed at once
+    held.append(torch.ones(1000))  # pins the heap above the freed block: glibc cannot trim from the top
+    del big
+before = rss_mb()
+ok = release_free_memory()
+print(before, rss_mb(), ok)
+"""
+
+
+def test_release_free_memory_returns_freed_heap_pages_with_the_allocator_tunables():
+    """With the mmap/trim thresholds at 4 GB, freed blocks stay resident until ``malloc_trim``."""
+    import os
+    import subprocess
+    import sys
+
+    from .conftest import REPO
+
+    # arena_max=1: every allocation in the main heap (another thread's arena would mmap the large blocks)
+    env = dict(os.environ, PYTHONPATH=str(REPO), GLIBC_TUNABLES="glibc.malloc.mmap_threshold=4294967295:"
+               "glibc.malloc.trim_threshold=4294967295:glibc.malloc.arena_max=1")
+    out = subprocess.run([sys.executable, "-c", TRIM_SCRIPT], capture_output=True, text=True, env=env, timeout=120,
+                         check=True).stdout.split()
+    before, after, ok = int(out[0]), int(out[1]), out[2] == "True"
+    assert ok
+    assert before - after > 500, (before, after)  # most of the 40 freed 8-40 MB buffers (~0.9 GB) go back

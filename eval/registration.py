@@ -116,11 +116,11 @@ def kabsch_similarity(
     w = mask.astype(np.float64)
     cnt = w.sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        m0, m1 = _mm(w, a) / cnt[:, None], _mm(w, b) / cnt[:, None]
-        H = _mm(w, (b[:, :, None] * a[:, None, :]).reshape(-1, 9)).reshape(-1, 3, 3)
+        m0, m1 = (w @ a) / cnt[:, None], (w @ b) / cnt[:, None]
+        H = (w @ (b[:, :, None] * a[:, None, :]).reshape(-1, 9)).reshape(-1, 3, 3)
         H -= cnt[:, None, None] * m1[:, :, None] * m0[:, None, :]  # sum (b - m1)(a - m0)^T
-        spread0 = _mm(w, np.sum(a * a, axis=1)[:, None])[:, 0] - cnt * np.sum(m0 * m0, axis=1)
-        spread1 = _mm(w, np.sum(b * b, axis=1)[:, None])[:, 0] - cnt * np.sum(m1 * m1, axis=1)
+        spread0 = w @ np.sum(a * a, axis=1) - cnt * np.sum(m0 * m0, axis=1)
+        spread1 = w @ np.sum(b * b, axis=1) - cnt * np.sum(m1 * m1, axis=1)
         s = np.sqrt(spread1 / spread0)
     R = rotation_of(H)
     T = (m1 + o1) - s[:, None] * np.einsum("bac,bc->ba", R, m0 + o0)
@@ -192,11 +192,6 @@ def _spread_ratio(v0: np.ndarray, v1: np.ndarray, mask: np.ndarray) -> np.ndarra
         return np.sqrt(np.sum((v1 * v1).sum(-1) * mask, axis=1) / np.sum((v0 * v0).sum(-1) * mask, axis=1))
 
 
-def _mm(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """``x @ y``; :func:`register_cameras` runs it with BLAS held to one thread (:func:`_one_blas_thread`)."""
-    return x @ y
-
-
 @contextmanager
 def _one_blas_thread():
     """BLAS on one thread for the small products of the search: a multi-threaded BLAS spends more on
@@ -216,7 +211,7 @@ def _squared_errors(s, R, T, src, dst) -> np.ndarray:
     with np.errstate(invalid="ignore", over="ignore"):
         A = np.concatenate([s[:, None, None] * R, T[:, :, None]], axis=2).reshape(-1, 4)  # (B*3, 4)
         X = np.concatenate([src.T, np.ones((1, len(src)))])
-        D = _mm(A, X).reshape(len(s), 3, -1)  # (B, 3, n)
+        D = (A @ X).reshape(len(s), 3, -1)  # (B, 3, n)
         D -= dst.T[None]
         np.square(D, out=D)
         return D.sum(axis=1)

@@ -31,9 +31,8 @@ from typing import Sequence
 
 import numpy as np
 
+from eval.synth.mixed import LABEL_COLUMNS_2025, OUTLIERS, THRESHOLDS
 from imc.io_utils import format_numbers
-
-OUTLIERS = "outliers"
 
 # dataset -> {scene: image count}: the IMC 2025 training set's shape (approximate counts, 1,945 images).
 SCENE_SIZES: dict[str, dict[str, int]] = {
@@ -51,8 +50,6 @@ SCENE_SIZES: dict[str, dict[str, int]] = {
     "pt_stpeters_stpauls": {"stpeters": 90, "stpauls": 90},
     "stairs": {"stairs_split_1": 14, "stairs_split_2": 24, OUTLIERS: 0},
 }
-THRESHOLDS = (0.01, 0.02, 0.05, 0.1, 0.15, 0.2)
-COLUMNS = ("image_id", "dataset", "scene", "image", "rotation_matrix", "translation_vector")
 
 
 def _rotation(rng: np.random.Generator) -> np.ndarray:
@@ -103,7 +100,7 @@ def write_files(out: Path, *, noise: float, displaced: float, seed: int,
     for path, rows in zip(paths[:2], (labels, submission)):
         with open(path, "w", newline="") as f:
             w = csv.writer(f)
-            w.writerow(COLUMNS)
+            w.writerow(LABEL_COLUMNS_2025)
             for image_id, dataset, scene, image, R, t in rows:
                 rot = "nan;" * 8 + "nan" if R is None else format_numbers(R.reshape(-1))
                 tra = "nan;nan;nan" if t is None else format_numbers(t)

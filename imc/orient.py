@@ -27,7 +27,6 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-import cv2
 import numpy as np
 import torch
 from tqdm.auto import tqdm
@@ -35,6 +34,7 @@ from tqdm.auto import tqdm
 from .extract import upright
 from .images import ImageReadError, read_image
 from .io_utils import atomic_write_json
+from .verify import magsac_fundamental
 
 if TYPE_CHECKING:
     from .pipeline import SceneContext
@@ -64,8 +64,7 @@ def partner_pairs(n: int, partners: int) -> list[tuple[int, int]]:
 def count_inliers(k0: np.ndarray, k1: np.ndarray, matches: np.ndarray, max_error_px: float) -> int:
     if len(matches) < 8:
         return 0
-    _, mask = cv2.findFundamentalMat(k0[matches[:, 0]].astype(np.float64), k1[matches[:, 1]].astype(np.float64),
-                                     cv2.USAC_MAGSAC, max_error_px, 0.999, 10000)
+    _, mask = magsac_fundamental(k0[matches[:, 0]], k1[matches[:, 1]], max_error_px, 0.999, 10000)
     return 0 if mask is None else int(mask.sum())
 
 

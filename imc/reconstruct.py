@@ -157,8 +157,9 @@ def collect_poses(ordered: list[pycolmap.Reconstruction]) -> ReconstructionResul
 
 def refine_and_collect(ordered: list[pycolmap.Reconstruction], features: dict[str, dict[str, Any]],
                        verified_path: Path, conf: dict[str, Any], pairs: list[tuple[str, str]], *,
-                       cameras: dict[str, Any]) -> ReconstructionResult:
-    """``imc.sfm.refine.refine_models`` (checks, relocalisation) on the models, then each image's pose."""
+                       cameras: dict[str, Any]) -> tuple[ReconstructionResult, set[tuple[str, str]]]:
+    """``imc.sfm.refine.refine_models`` (checks, relocalisation) on the models, then each image's pose, and the
+    pairs the checks found wrong (re-posed images and the partners their new pose disagrees with)."""
     from .sfm.data import load_two_view_matches
     from .sfm.refine import refine_models
 
@@ -171,7 +172,7 @@ def refine_and_collect(ordered: list[pycolmap.Reconstruction], features: dict[st
         result.poses[name] = Pose(R=np.asarray(pose.rotation.matrix()), t=np.asarray(pose.translation), model=k,
                                   how=prov.how.value, reprojection_error=prov.reprojection_error,
                                   num_observations=prov.num_observations)
-    return result
+    return result, refined.pruned
 
 
 def write_poses_csv(path: Path, result: ReconstructionResult) -> None:
@@ -245,8 +246,10 @@ def main(conf: dict[str, Any], fused_path: Path, verified_path: Path, pairs_path
         mapper_dir = tmp / "mapper"
         mapper_dir.mkdir()
 
-        def map_once(db_path: Path, first_pass: dict[str, float] | None) -> tuple[dict[str, int], dict[int, pycolmap.Reconstruction]]:
-            ids = build_database(db_path, features, verified_path, conf, pairs, image_root, cameras=cameras,
+        def map_once(db_path: Path, first_pass: dict[str, float] | None, drop: set[tuple[str, str]] = frozenset()
+                     ) -> tuple[dict[str, int], dict[int, pycolmap.Reconstruction]]:
+            kept = [(a, b) for a, b in pairs if (a, b) not in drop and (b, a) not in drop]
+            ids = build_database(db_path, features, verified_path, conf, kept, image_root, cameras=cameras,
                                  refined_focals=first_pass)
             if len(ids) < 2:
                 return ids, {}
@@ -265,9 +268,23 @@ def main(conf: dict[str, Any], fused_path: Path, verified_path: Path, pairs_path
             ids, models = map_once(tmp / "database.db", refined_focals(by_size(first)))
         else:
             ids, models = map_once(tmp / "database.db", None)
-        seconds = time.perf_counter() - t0
         ordered = by_size(models)
-        result = refine_and_collect(ordered, features, verified_path, conf, pairs, cameras=cameras)
+        result, pruned = refine_and_collect(ordered, features, verified_path, conf, pairs, cameras=cameras)
+        if pruned and conf["checks"].get("remap"):  # map again without the pairs the checks found wrong
+            log.info("checks: mapping again without %d pair(s) of re-posed images: %s", len(pruned),
+                     ", ".join(f"{a} / {b}" for a, b in sorted(pruned)))
+            focals = refined_focals(ordered) if cameras["mode"] == "auto" else None
+            ids2, models2 = map_once(tmp / "remap.db", focals, pruned)
+            ordered2 = by_size(models2)
+            result2, _ = refine_and_collect(ordered2, features, verified_path, conf, pairs, cameras=cameras)
+            if result2.n_registered >= result.n_registered:
+                ids, ordered, result = ids2, ordered2, result2
+                os.replace(tmp / "remap.db", tmp / "database.db")  # the database of the models kept
+            else:
+                log.info("checks: the new mapping registered %d images, fewer than %d: the first kept",
+                         result2.n_registered, result.n_registered)
+                remove_path(tmp / "remap.db")
+        seconds = time.perf_counter() - t0
         for k, rec in enumerate(ordered):
             (models_dir / str(k)).mkdir(exist_ok=True)
             rec.write(str(models_dir / str(k)))

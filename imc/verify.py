@@ -46,6 +46,19 @@ def prior_camera(image_size: np.ndarray, focal_factor: float, model: str) -> pyc
     return camera
 
 
+def magsac_fundamental(x0: np.ndarray, x1: np.ndarray, max_error_px: float, confidence: float, max_iterations: int
+                       ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """OpenCV's USAC MAGSAC++ fundamental matrix, ``(F, inlier mask)``; ``(None, None)`` where it finds no model.
+    OpenCV 5 raises ``!model.empty()`` instead on some near-degenerate sets (18 matches of an ETH3D pipes pair in
+    the orient stage, kept in tests/test_determinism.py); that means no model, not a failed scene."""
+    try:
+        return cv2.findFundamentalMat(np.asarray(x0, np.float64), np.asarray(x1, np.float64), cv2.USAC_MAGSAC,
+                                      max_error_px, confidence, max_iterations)
+    except cv2.error as exc:
+        log.debug("MAGSAC found no fundamental matrix for %d matches: %s", len(x0), str(exc).strip()[:200])
+        return None, None
+
+
 def verify_pair(conf: dict[str, Any], f0: dict[str, Any], f1: dict[str, Any], matches: np.ndarray, *,
                 camera0: pycolmap.Camera, camera1: pycolmap.Camera, seed: int = 0) -> dict[str, Any]:
     """``seed`` seeds COLMAP's RANSAC for this call alone: a pair's result does not depend on which pairs
@@ -60,8 +73,8 @@ def verify_pair(conf: dict[str, Any], f0: dict[str, Any], f1: dict[str, Any], ma
     if method is VerificationMethod.NONE:
         return {"inliers": matches.astype(np.int32), "config": int(TwoViewConfig.UNCALIBRATED), "F": np.zeros((3, 3))}
     if method is VerificationMethod.OPENCV_MAGSAC:
-        F, mask = cv2.findFundamentalMat(k0[matches[:, 0]], k1[matches[:, 1]], cv2.USAC_MAGSAC,
-                                         conf["max_error_px"], conf["confidence"], conf["max_iterations"])
+        F, mask = magsac_fundamental(k0[matches[:, 0]], k1[matches[:, 1]], conf["max_error_px"], conf["confidence"],
+                                     conf["max_iterations"])
         if F is None or mask is None or F.shape != (3, 3):
             return empty
         inliers = matches[mask.ravel().astype(bool)].astype(np.int32)
@@ -118,7 +131,10 @@ def main(conf: dict[str, Any], fused_path: Path, pairs_path: Path, verified_path
         raise ValueError(f"verification.cameras must be prior or mapping, got {conf['cameras']!r}")
     for key in tqdm(todo, desc=desc, unit="pair", disable=not progress):
         a, b = names[key]
-        raw = fused.get(key)["matches"]
+        item = fused.get(key)
+        raw = item["matches"]
+        if conf["min_match_score"] > 0:  # the matcher's own confidence (LightGlue: match probability)
+            raw = raw[np.asarray(item["scores"]) >= conf["min_match_score"]]
         if len(raw) >= conf["min_matches"]:
             result = verify_pair(conf, images[a], images[b], raw, camera0=camera_of.get(a), camera1=camera_of.get(b),
                                  seed=pair_seed(seed, key))

@@ -84,3 +84,20 @@ def test_confirm_groups_splits_crops_of_one_exif_group():
     out = confirm_groups(groups, focals, 0.1)
     assert out["a"] == out["b"] and out["c"] == out["d"] and out["a"] != out["c"]
     assert out["e"] == "e"  # no refined focal: its own camera
+
+
+def test_auto_groups_images_without_exif_by_size_only_where_the_first_pass_agrees(tmp_path):
+    """Middlebury-like: PNGs without EXIF. ``exif`` keeps them apart; ``auto`` groups one size and confirms the
+    group by the refined focals (the outlier's focal splits it off), the other size stays apart."""
+    names = ["a.png", "b.png", "c.png", "d.png", "e.png"]
+    for n in names:
+        Image.new("RGB", (64, 48) if n != "e.png" else (48, 64)).save(tmp_path / n)
+    sizes = {n: np.array(Image.open(tmp_path / n).size) for n in names}
+    assert group_key(CameraMode.AUTO, "a.png", ExifInfo(), sizes["a.png"]) == "no-exif|64x48"
+    cams, _, _ = make_cameras(names, sizes, tmp_path, {**CONF, "mode": "exif"})
+    assert len({id(c) for c in cams.values()}) == 5
+    focals = {"a.png": 150.0, "b.png": 152.0, "c.png": 149.0, "d.png": 400.0, "e.png": 151.0}
+    cams, groups, _ = make_cameras(names, sizes, tmp_path, {**CONF, "mode": "auto"}, refined_focals=focals)
+    assert cams["a.png"] is cams["b.png"] is cams["c.png"]
+    assert cams["d.png"] is not cams["a.png"] and cams["e.png"] is not cams["a.png"]
+    assert cams["a.png"].mean_focal_length() == pytest.approx(150.0)  # the group's median refined focal

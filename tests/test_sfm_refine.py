@@ -231,3 +231,115 @@ def test_images_that_share_nothing_stay_unregistered_with_every_lever_on():
     conf = {k: {"enabled": True} for k in ("checks", "localize", "merge", "twoview")}
     out = refine_models([], features, TwoViewMatches(), conf, make_camera=lambda n: None)
     assert out.poses == {} and {p.how for p in out.provenance.values()} == {How.UNREGISTERED}
+
+
+def doppelganger(rec: pycolmap.Reconstruction, features: dict, matches: TwoViewMatches, name: str, wrong: list[str],
+                 degrees: float) -> np.ndarray:
+    """Repeated structure, made exactly: ``name``'s matches with the ``wrong`` partners are replaced by matches to
+    new keypoints where its partners' tracks would project from a pose turned by ``degrees`` (a consistent wrong
+    hypothesis, as a symmetric façade gives), and the model holds ``name`` at that wrong pose. Returns its true
+    rotation."""
+    image = rec.find_image_with_name(name)
+    camera = rec.cameras[image.camera_id]
+    true_R = perturb(rec, name, degrees)
+    wrong_pose = rec.find_image_with_name(name).cam_from_world()
+    kps = [features[name]["keypoints"]]
+    start = len(kps[0])
+    for partner in wrong:
+        other = rec.find_image_with_name(partner)
+        idx = [k for k, p in enumerate(other.points2D) if p.has_point3D()]
+        xyz = np.array([rec.points3D[other.points2D[k].point3D_id].xyz for k in idx])
+        uv = np.asarray(camera.img_from_cam(np.asarray([wrong_pose * p for p in xyz]))) - 0.5
+        kps.append(uv)
+        matches.pairs.pop((name, partner), None)
+        matches.pairs.pop((partner, name), None)
+        matches.pairs[(name, partner)] = np.stack([start + np.arange(len(idx)), np.array(idx)], axis=1)
+        start += len(idx)
+    features[name] = {**features[name], "keypoints": np.concatenate(kps)}
+    return true_R
+
+
+def test_a_flagged_image_takes_the_hypothesis_most_verified_inliers_agree_with():
+    """Repeated structure: the mapper's pose of one image agrees with a consistent set of wrong matches (2 partners),
+    the true pose with the rest (5 partners, more inliers). The checks re-pose it from the partners the mapper's
+    pose disagrees with, and name the wrong pairs for ``sfm.checks.remap``."""
+    rec, features, matches = synthetic()
+    names = sorted(features)
+    name, wrong = names[4], [names[0], names[7]]
+    true_R = doppelganger(rec, features, matches, name, wrong, 30.0)
+    conf = {"checks": {"enabled": True, "remap": True}, "localize": {"enabled": False}}
+    out = refine_models([rec], features, matches, conf, make_camera=lambda n: None)
+    prov = out.provenance[name]
+    assert prov.flagged and prov.how is How.RELOCALISED, prov
+    pose, _ = out.poses[name]
+    assert rotation_angle_deg(np.asarray(pose.rotation.matrix()) @ true_R.T) < 0.1
+    assert out.pruned == {(name, w) for w in wrong}
+    assert all(out.provenance[n].how is How.MAPPER for n in names if n != name)
+
+
+def test_a_flagged_image_keeps_the_mapper_pose_when_it_has_more_support():
+    """The same wrong hypothesis, now backed by most partners: the alternative has less support, nothing moves."""
+    rec, features, matches = synthetic()
+    names = sorted(features)
+    name = names[4]
+    wrong = [n for n in names if n != name][:5]
+    doppelganger(rec, features, matches, name, wrong, 30.0)
+    wrong_R = np.asarray(rec.find_image_with_name(name).cam_from_world().rotation.matrix())
+    out = refine_models([rec], features, matches, {"checks": {"enabled": True}}, make_camera=lambda n: None)
+    pose, _ = out.poses[name]
+    assert out.provenance[name].how is How.MAPPER and not out.pruned
+    assert rotation_angle_deg(np.asarray(pose.rotation.matrix()) @ wrong_R.T) < 1e-6
+
+
+def test_remap_maps_again_without_the_pairs_the_checks_found_wrong(tmp_path, monkeypatch, caplog):
+    """``sfm.checks.remap``: the pairs ``refine_models`` names are left out of a second mapping (its database)."""
+    import logging
+
+    from imc import reconstruct
+
+    n, conf = stage_inputs(tmp_path)
+    conf["sfm"]["checks"].update(enabled=True, remap=True)
+    real = reconstruct.refine_and_collect
+    calls = []
+
+    def with_a_wrong_pair(ordered, features, *args, **kwargs):  # the checks' finding, injected
+        result, pruned = real(ordered, features, *args, **kwargs)
+        calls.append(len(calls))
+        names = sorted(features)
+        return result, ({(names[0], names[1])} if len(calls) == 1 else pruned)
+
+    monkeypatch.setattr(reconstruct, "refine_and_collect", with_a_wrong_pair)
+    with caplog.at_level(logging.INFO, logger="imc.reconstruct"):
+        sfm_dir = map_synthetic(tmp_path, conf)
+    assert len(calls) == 2 and "mapping again without 1 pair" in caplog.text
+    db = pycolmap.Database.open(str(sfm_dir / "database.db"))
+    ids = {db.read_image(i).name: i for i in range(1, n + 1)}
+    names = sorted(ids)
+    assert not db.exists_two_view_geometry(ids[names[0]], ids[names[1]])
+    assert db.exists_two_view_geometry(ids[names[0]], ids[names[2]])
+    db.close()
+    assert reconstruct.read_poses_csv(sfm_dir / "poses.csv").n_registered == n
+
+
+def test_merge_brings_a_sub_model_in_through_the_images_both_models_registered():
+    """Two models that share two images (bridges), the second in its own frame (a similarity away): with
+    ``sfm.merge`` its other images land on their poses in the largest model's frame, no relocalisation needed."""
+    rec, features, matches = synthetic(num_frames=8)
+    names = sorted(features)
+    truth = {n: rec.find_image_with_name(n).cam_from_world() for n in names}
+    first, second = copy.deepcopy(rec), copy.deepcopy(rec)
+    only_first, shared, only_second = names[:3], names[3:5], names[5:]
+    for model, drop in ((first, only_second), (second, only_first)):
+        for n in drop:
+            model.deregister_frame(model.find_image_with_name(n).frame_id)
+    second.transform(pycolmap.Sim3d(1.7, pycolmap.Rotation3d(np.array([0.2, -0.4, 0.1])), np.array([3.0, -1.0, 2.0])))
+    conf = {"merge": {"enabled": True}}
+    off = refine_models([copy.deepcopy(first), copy.deepcopy(second)], features, matches, {}, make_camera=lambda n: None)
+    assert {off.poses[n][1] for n in only_second} == {1}  # without the lever: its own model, its own frame
+    out = refine_models([first, second], features, matches, conf, make_camera=lambda n: None)
+    for n in only_second:
+        pose, model = out.poses[n]
+        assert model == 0 and out.provenance[n].how is How.MERGED
+        assert rotation_angle_deg(np.asarray(pose.rotation.matrix()) @ np.asarray(truth[n].rotation.matrix()).T) < 1e-6
+        assert np.allclose(pose.translation, truth[n].translation, atol=1e-6)
+    assert all(out.provenance[n].how is How.MAPPER for n in only_first + shared)

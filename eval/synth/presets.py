@@ -119,6 +119,16 @@ PRESETS: dict[str, SynthPreset] = {
                          elevation_deg=(18.0, 30.0), distance_m=(4.5, 5.5), overlap=1.0, focal_px=(560.0, 620.0)),
         effects=Degradation(brightness_jitter=0.1, noise_sigma=1.0),
     ),
+    "split": SynthPreset(
+        name="split",
+        description="two clusters of 6 views 180 deg apart (nothing in common) and two bridging views 90 deg from "
+        "both, on opposite sides: built to map as two models that share the bridges",
+        scenes=(SynthScene(name="split-boxes", layout=Layout.BOXES),),
+        camera=CameraRig(n_images=14, path=CameraPath.GROUPS,
+                         groups=((-105.0, -75.0, 6), (0.0, 0.0, 1), (75.0, 105.0, 6), (180.0, 180.0, 1)),
+                         elevation_deg=(18.0, 30.0), distance_m=(4.5, 5.5), overlap=1.0, focal_px=(560.0, 620.0)),
+        effects=Degradation(brightness_jitter=0.1, noise_sigma=1.0),
+    ),
     "demo": SynthPreset(
         name="demo",
         description="the shipped demo data (imc/demo_data): 2 scenes x 9 views at 640x480, easy-to-medium",

@@ -6,5 +6,9 @@ One module per concern, each a function over pycolmap objects and the cached fea
 - :mod:`imc.sfm.checks`    flag registered images whose pose disagrees with their verified pairs
 - :mod:`imc.sfm.localize`  2D-3D correspondences from verified matches, absolute pose, re-registration
 - :mod:`imc.sfm.cameras`   EXIF focal priors and camera grouping (``cameras.mode``)
-- :mod:`imc.sfm.refine`    ``refine_models``: the post-mapping chain called by ``imc/reconstruct.py``
+- :mod:`imc.sfm.merge`     similarity from anchor images that bring a sub-model into the largest
+- :mod:`imc.sfm.twoview`   two-view poses for images no model holds
+- :mod:`imc.sfm.mapping`   incremental or global mapping, with retries
+- :mod:`imc.sfm.refine`    ``refine_models``: the post-mapping chain called by ``imc/reconstruct.py`` (flagged
+                           images re-posed, the pairs found wrong handed back for ``sfm.checks.remap``)
 """

@@ -1,12 +1,13 @@
 """``refine_models``: what runs on the mapper's models before the poses are written.
 
-1. ``sfm.checks``: images whose pose disagrees with most of their verified pairs are removed from their
-   model and relocalised without them (their own tracks excluded); an image whose new pose still
-   disagrees, or that cannot be relocalised, is written unregistered.
+1. ``sfm.checks``: an image whose pose disagrees with most of its verified inliers (flagged) is relocalised
+   from the partners that pose does not agree with; the new pose replaces the mapper's when more verified
+   inliers agree with it (:func:`pose_support`), otherwise the mapper's pose is kept.
 2. ``sfm.localize``: images the largest model lacks (unregistered, or only in a smaller model) are
    localised against it.
-3. ``sfm.merge``: the other images of a smaller model follow its relocalised images (anchors) into the
-   largest through a similarity (:mod:`imc.sfm.merge`); a model that cannot be merged keeps its poses.
+3. ``sfm.merge``: the other images of a smaller model follow its anchors into the largest through a similarity
+   (:mod:`imc.sfm.merge`): images both models registered, and (with ``sfm.localize``) its images relocalised
+   into the largest; a model with fewer than 2 anchors, or whose anchors disagree, keeps its poses.
 4. ``sfm.twoview``: images still without a pose get two-view poses, pair by pair (:mod:`imc.sfm.twoview`).
 
 Every image gets a :class:`Provenance` (model, how it got its pose, reprojection error, observations).
@@ -55,6 +56,8 @@ class RefineResult:
     poses: dict[str, tuple[pycolmap.Rigid3d, int]] = field(default_factory=dict)  # name -> (cam_from_world, model)
     provenance: dict[str, Provenance] = field(default_factory=dict)
     checks: dict[str, ImageCheck] = field(default_factory=dict)
+    # pairs of a re-posed image with the partners its new pose does not agree with (``sfm.checks.remap``)
+    pruned: set[tuple[str, str]] = field(default_factory=set)
 
 
 def _R(pose: pycolmap.Rigid3d) -> np.ndarray:
@@ -76,11 +79,13 @@ def _set_pose(rec: pycolmap.Reconstruction, image: pycolmap.Image, loc: Localiza
             rec.add_observation(int(pid), pycolmap.TrackElement(image.image_id, int(k)))
 
 
-def _agrees(rec: pycolmap.Reconstruction, name: str, pose: pycolmap.Rigid3d, camera: pycolmap.Camera,
-            features: dict[str, dict[str, Any]], matches: TwoViewMatches, options: CheckOptions,
-            exclude: set[str]) -> bool:
-    """Does a candidate pose of ``name`` agree with most of its registered partners (``exclude`` left out)?"""
-    n, bad = 0, 0
+def _partner_checks(rec: pycolmap.Reconstruction, name: str, pose: pycolmap.Rigid3d, camera: pycolmap.Camera,
+                    features: dict[str, dict[str, Any]], matches: TwoViewMatches, options: CheckOptions,
+                    exclude: set[str] = frozenset()) -> list[tuple[str, int, bool]]:
+    """(partner, verified inliers, agrees) for each registered partner of ``name`` at ``pose`` (``exclude`` left
+    out): a partner agrees when its epipolar agreement reaches ``min_epipolar_agreement`` and its relative rotation
+    is within ``max_rotation_error_deg`` of the two-view estimate (the pair test of :func:`check_model`)."""
+    out = []
     for im in rec.images.values():
         if not im.has_pose or im.name == name or im.name in exclude:
             continue
@@ -90,9 +95,52 @@ def _agrees(rec: pycolmap.Reconstruction, name: str, pose: pycolmap.Rigid3d, cam
         kp0 = features[name]["keypoints"][m[:, 0]].astype(np.float64) + 0.5
         kp1 = features[im.name]["keypoints"][m[:, 1]].astype(np.float64) + 0.5
         agreement, rot = check_pair(camera, pose, rec.cameras[im.camera_id], im.cam_from_world(), kp0, kp1, options)
-        n += 1
-        bad += (agreement < options.min_epipolar_agreement) or (rot > options.max_rotation_error_deg)
-    return n >= 1 and bad <= options.max_disagree_fraction * n
+        out.append((im.name, len(m), not (agreement < options.min_epipolar_agreement  # NaN (no baseline) agrees,
+                                          or rot > options.max_rotation_error_deg)))      # as in check_model
+    return out
+
+
+def _agrees(rec: pycolmap.Reconstruction, name: str, pose: pycolmap.Rigid3d, camera: pycolmap.Camera,
+            features: dict[str, dict[str, Any]], matches: TwoViewMatches, options: CheckOptions,
+            exclude: set[str]) -> bool:
+    """Does a candidate pose of ``name`` agree with most of its registered partners (``exclude`` left out)?"""
+    checks = _partner_checks(rec, name, pose, camera, features, matches, options, exclude)
+    return len(checks) >= 1 and sum(not ok for _, _, ok in checks) <= options.max_disagree_fraction * len(checks)
+
+
+def pose_support(rec: pycolmap.Reconstruction, name: str, pose: pycolmap.Rigid3d, camera: pycolmap.Camera,
+                 features: dict[str, dict[str, Any]], matches: TwoViewMatches, options: CheckOptions) -> tuple[int, set[str]]:
+    """(verified inliers of the registered partners that agree with ``name`` at ``pose``, those partners)."""
+    checks = _partner_checks(rec, name, pose, camera, features, matches, options)
+    return sum(n for _, n, ok in checks if ok), {p for p, _, ok in checks if ok}
+
+
+def _repose_flagged(rec: pycolmap.Reconstruction, k: int, name: str, features: dict[str, dict[str, Any]],
+                    matches: TwoViewMatches, check_opts: CheckOptions, loc_opts: LocalizeOptions
+                    ) -> tuple[Provenance, set[str]]:
+    """A flagged image's other hypothesis: relocalised from the partners its mapper pose does *not* agree with
+    (repeated structures give a wrong pose a consistent set of wrong matches), focal free unless its camera is
+    shared. The pose with more agreeing verified inliers (:func:`pose_support`) is kept; a tie keeps the mapper's.
+    Returns its provenance and, when re-posed, the partners the new pose does not agree with."""
+    image = rec.find_image_with_name(name)
+    old_pose, camera = image.cam_from_world(), copy.deepcopy(rec.cameras[image.camera_id])
+    old_support, old_agreeing = pose_support(rec, name, old_pose, camera, features, matches, check_opts)
+    shared = any(im.camera_id == image.camera_id and im.name != name and im.has_pose for im in rec.images.values())
+    camera.has_prior_focal_length = shared  # a flagged image's own focal is not trusted
+    loc = localize(rec, name, features[name]["keypoints"], camera, matches, loc_opts, exclude=old_agreeing)
+    new_support, new_agreeing = -1, set()
+    if loc is not None:
+        new_support, new_agreeing = pose_support(rec, name, loc.cam_from_world, loc.camera, features, matches, check_opts)
+    note = f"flagged; mapper pose supported by {old_support} verified inliers, the other hypothesis by " + \
+        ("none (not localised)" if loc is None else f"{new_support}")
+    if loc is not None and new_support > old_support:
+        rec.deregister_frame(image.frame_id)
+        _set_pose(rec, rec.find_image_with_name(name), loc)
+        log.info("checks: model %d image %s re-posed (%s)", k, name, note)
+        partners = {b for b in matches.partners(name) if (im := rec.find_image_with_name(b)) is not None and im.has_pose}
+        return Provenance(model=k, how=How.RELOCALISED, flagged=True, note=note), partners - new_agreeing
+    log.info("checks: model %d image %s kept (%s)", k, name, note)
+    return Provenance(model=k, how=How.MAPPER, flagged=True, note=note), set()
 
 
 def refine_models(ordered: list[pycolmap.Reconstruction], features: dict[str, dict[str, Any]],
@@ -107,6 +155,7 @@ def refine_models(ordered: list[pycolmap.Reconstruction], features: dict[str, di
     merge_conf = dict(conf.get("merge") or {})
     twoview_conf = dict(conf.get("twoview") or {})
     check_on = bool(check_conf.pop("enabled", False))
+    check_conf.pop("remap", None)  # read by imc.reconstruct
     loc_on = bool(loc_conf.pop("enabled", False))
     merge_on = bool(merge_conf.pop("enabled", False))
     twoview_on = bool(twoview_conf.pop("enabled", False))
@@ -117,23 +166,11 @@ def refine_models(ordered: list[pycolmap.Reconstruction], features: dict[str, di
         for k, rec in enumerate(ordered):
             checks = check_model(rec, features, matches, check_opts)
             out.checks.update(checks)
-            flagged = sorted(n for n, c in checks.items() if c.flagged)
+            flagged = sorted((n for n, c in checks.items() if c.flagged), key=lambda n: checks[n].weighted_agreement)
             for name in flagged:
-                image = rec.find_image_with_name(name)
-                camera = copy.deepcopy(rec.cameras[image.camera_id])
-                rec.deregister_frame(image.frame_id)
-                others = set(flagged) - {name}
-                loc = localize(rec, name, features[name]["keypoints"], camera, matches, loc_opts, exclude=others)
-                ok = loc is not None and _agrees(rec, name, loc.cam_from_world, loc.camera, features, matches,
-                                                 check_opts, others)
-                if ok:
-                    _set_pose(rec, rec.find_image_with_name(name), loc)
-                log.info("checks: model %d image %s disagrees with %d/%d partners (weighted agreement %.2f) -> %s", k, name,
-                         checks[name].num_disagree, len(checks[name].pairs), checks[name].weighted_agreement,
-                         "relocalised" if ok else "unregistered")
-                out.provenance[name] = Provenance(model=k if ok else -1, how=How.RELOCALISED if ok else How.UNREGISTERED,
-                                                  flagged=True, note=f"disagreed with {checks[name].num_disagree}/"
-                                                  f"{len(checks[name].pairs)} partners")
+                out.provenance[name], disagreeing = _repose_flagged(rec, k, name, features, matches, check_opts,
+                                                                    loc_opts)
+                out.pruned |= {(name, p) for p in disagreeing}
 
     for k, rec in enumerate(ordered):
         for image in rec.images.values():
@@ -167,15 +204,25 @@ def refine_models(ordered: list[pycolmap.Reconstruction], features: dict[str, di
             log.info("localize: %s localised into model 0 with %d/%d inliers", name, loc.num_inliers,
                      loc.num_correspondences)
 
-    if merge_on and loc_on:
+    if merge_on and ordered:
+        largest = ordered[0]
         for k in range(1, len(ordered)):
             members = [n for n, (_, m) in mapper_poses.items() if m == k]
-            anchors = [n for n in members if out.poses[n][1] == 0]
             rest = [n for n in members if out.poses[n][1] == k]
             if not rest:
                 continue
-            sim = estimate_similarity([(_R(mapper_poses[n][0]), _t(mapper_poses[n][0]), _R(out.poses[n][0]),
-                                        _t(out.poses[n][0])) for n in anchors],
+            # anchors: images the largest model also registered (poses in both), then the relocalised members
+            anchors: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
+            for im in ordered[k].images.values():
+                im0 = largest.find_image_with_name(im.name) if im.has_pose else None
+                if im0 is not None and im0.has_pose:
+                    anchors[im.name] = (_R(im.cam_from_world()), _t(im.cam_from_world()), _R(im0.cam_from_world()),
+                                        _t(im0.cam_from_world()))
+            for n in members:
+                if out.poses[n][1] == 0 and n not in anchors:
+                    anchors[n] = (_R(mapper_poses[n][0]), _t(mapper_poses[n][0]), _R(out.poses[n][0]),
+                                  _t(out.poses[n][0]))
+            sim = estimate_similarity(list(anchors.values()),
                                       max_rotation_spread_deg=merge_conf.get("max_rotation_spread_deg", 5.0))
             if sim is None:
                 log.info("merge: model %d (%d images) not merged: %d anchor(s)", k, len(members), len(anchors))

@@ -61,7 +61,7 @@ class Stage:
 
 
 STAGES: tuple[Stage, ...] = (
-    Stage(name="orient", module="imc.orient", sections=("orient",), output="orient-{fp}.json", version=1,
+    Stage(name="orient", module="imc.orient", sections=("orient",), output="orient-{fp}.json", version=2,
           atomic=True, switch="orient.enabled",
           doc="each image's in-plane turn (0/90/180/270 degrees) to upright, with its evidence"),
     Stage(name="features", module="imc.extract", sections=("features.exif_transpose", "features.{ext}"),

@@ -61,6 +61,24 @@ def test_solve_recovers_turns_and_never_turns_on_thin_evidence():
     assert solve(len(truth), lonely, min_inliers=20, min_ratio=2.0)[0][5] == 0
 
 
+def test_one_weak_wrong_edge_does_not_turn_a_group_but_agreeing_edges_do():
+    """ETH3D pipes: two upright photos that match each other strongly (128 inliers at 0) reached the rest only
+    through one wrong 30-inlier edge at 90 deg (12 at 0): both were turned. A turn between groups now needs two
+    agreeing trusted edges; Middlebury temple-like, a group stored at 180 deg joined by 4 such edges is turned."""
+    n = 10
+    edges = {e: [120, 6, 6, 6] for e in partner_pairs(8, 4)}  # images 0..7 upright, matched to each other
+    edges[(8, 9)] = [128, 11, 7, 0]                            # the upright pair, matching only each other ...
+    edges[(0, 8)] = [12, 30, 7, 9]                             # ... and one wrong edge: "8 is 0 turned by 90"
+    edges[(1, 9)] = [11, 10, 8, 14]                            # untrusted noise
+    turns, _ = solve(n, edges, min_inliers=20, min_ratio=2.0)
+    assert turns == [0] * n
+    assert solve(n, edges, min_inliers=20, min_ratio=2.0, min_join_edges=1)[0][8:] == [3, 3]  # the old rule
+    truth = [0] * 6 + [2] * 4                                  # 4 views stored turned by 180
+    group = {e: c for e, c in edges_for(truth, partner_pairs(10, 4)).items()}
+    turns, _ = solve(10, group, min_inliers=20, min_ratio=2.0)
+    assert turns == [(-t) % 4 for t in truth]
+
+
 def test_turned_extraction_gives_the_upright_features_in_the_stored_grid(tmp_path):
     if not TEMPLE.is_dir():
         pytest.skip("Middlebury temple images not found (../shared missing)")

@@ -38,6 +38,11 @@ class CheckOptions:
     def from_conf(cls, conf: dict[str, Any]) -> "CheckOptions":
         return cls(**conf)
 
+    def disagrees(self, epipolar_agreement: float, rotation_error_deg: float) -> bool:
+        """The pair test: too few inliers agree, or the relative rotation is off (NaN, no estimate, passes)."""
+        return bool(epipolar_agreement < self.min_epipolar_agreement
+                    or rotation_error_deg > self.max_rotation_error_deg)
+
 
 @dataclass(kw_only=True)
 class PairCheck:
@@ -134,8 +139,7 @@ def check_model(rec: pycolmap.Reconstruction, features: dict[str, dict[str, Any]
             ia, ib = registered[a], registered[b]
             agreement, rot_err = check_pair(rec.cameras[ia.camera_id], ia.cam_from_world(), rec.cameras[ib.camera_id],
                                             ib.cam_from_world(), kp0, kp1, options)
-            disagrees = bool((agreement < options.min_epipolar_agreement)
-                             or (rot_err > options.max_rotation_error_deg))
+            disagrees = options.disagrees(agreement, rot_err)
             checks[a].pairs.append(PairCheck(partner=b, num_inliers=len(m), epipolar_agreement=agreement,
                                              rotation_error_deg=rot_err, disagrees=disagrees))
             checks[b].pairs.append(PairCheck(partner=a, num_inliers=len(m), epipolar_agreement=agreement,

@@ -83,8 +83,7 @@ def _partner_checks(rec: pycolmap.Reconstruction, name: str, pose: pycolmap.Rigi
                     features: dict[str, dict[str, Any]], matches: TwoViewMatches, options: CheckOptions,
                     exclude: set[str] = frozenset()) -> list[tuple[str, int, bool]]:
     """(partner, verified inliers, agrees) for each registered partner of ``name`` at ``pose`` (``exclude`` left
-    out): a partner agrees when its epipolar agreement reaches ``min_epipolar_agreement`` and its relative rotation
-    is within ``max_rotation_error_deg`` of the two-view estimate (the pair test of :func:`check_model`)."""
+    out), by the pair test of :func:`check_model` (:meth:`CheckOptions.disagrees`)."""
     out = []
     for im in rec.images.values():
         if not im.has_pose or im.name == name or im.name in exclude:
@@ -95,8 +94,7 @@ def _partner_checks(rec: pycolmap.Reconstruction, name: str, pose: pycolmap.Rigi
         kp0 = features[name]["keypoints"][m[:, 0]].astype(np.float64) + 0.5
         kp1 = features[im.name]["keypoints"][m[:, 1]].astype(np.float64) + 0.5
         agreement, rot = check_pair(camera, pose, rec.cameras[im.camera_id], im.cam_from_world(), kp0, kp1, options)
-        out.append((im.name, len(m), not (agreement < options.min_epipolar_agreement  # NaN (no baseline) agrees,
-                                          or rot > options.max_rotation_error_deg)))      # as in check_model
+        out.append((im.name, len(m), not options.disagrees(agreement, rot)))
     return out
 
 
@@ -109,10 +107,12 @@ def _agrees(rec: pycolmap.Reconstruction, name: str, pose: pycolmap.Rigid3d, cam
 
 
 def pose_support(rec: pycolmap.Reconstruction, name: str, pose: pycolmap.Rigid3d, camera: pycolmap.Camera,
-                 features: dict[str, dict[str, Any]], matches: TwoViewMatches, options: CheckOptions) -> tuple[int, set[str]]:
-    """(verified inliers of the registered partners that agree with ``name`` at ``pose``, those partners)."""
+                 features: dict[str, dict[str, Any]], matches: TwoViewMatches, options: CheckOptions
+                 ) -> tuple[int, set[str], set[str]]:
+    """(verified inliers of the registered partners that agree with ``name`` at ``pose``, those partners, the
+    checked partners that disagree)."""
     checks = _partner_checks(rec, name, pose, camera, features, matches, options)
-    return sum(n for _, n, ok in checks if ok), {p for p, _, ok in checks if ok}
+    return sum(n for _, n, ok in checks if ok), {p for p, _, ok in checks if ok}, {p for p, _, ok in checks if not ok}
 
 
 def _repose_flagged(rec: pycolmap.Reconstruction, k: int, name: str, features: dict[str, dict[str, Any]],
@@ -124,21 +124,21 @@ def _repose_flagged(rec: pycolmap.Reconstruction, k: int, name: str, features: d
     Returns its provenance and, when re-posed, the partners the new pose does not agree with."""
     image = rec.find_image_with_name(name)
     old_pose, camera = image.cam_from_world(), copy.deepcopy(rec.cameras[image.camera_id])
-    old_support, old_agreeing = pose_support(rec, name, old_pose, camera, features, matches, check_opts)
+    old_support, old_agreeing, _ = pose_support(rec, name, old_pose, camera, features, matches, check_opts)
     shared = any(im.camera_id == image.camera_id and im.name != name and im.has_pose for im in rec.images.values())
     camera.has_prior_focal_length = shared  # a flagged image's own focal is not trusted
     loc = localize(rec, name, features[name]["keypoints"], camera, matches, loc_opts, exclude=old_agreeing)
-    new_support, new_agreeing = -1, set()
+    new_support, new_disagreeing = -1, set()
     if loc is not None:
-        new_support, new_agreeing = pose_support(rec, name, loc.cam_from_world, loc.camera, features, matches, check_opts)
+        new_support, _, new_disagreeing = pose_support(rec, name, loc.cam_from_world, loc.camera, features, matches,
+                                                       check_opts)
     note = f"flagged; mapper pose supported by {old_support} verified inliers, the other hypothesis by " + \
         ("none (not localised)" if loc is None else f"{new_support}")
     if loc is not None and new_support > old_support:
         rec.deregister_frame(image.frame_id)
         _set_pose(rec, rec.find_image_with_name(name), loc)
         log.info("checks: model %d image %s re-posed (%s)", k, name, note)
-        partners = {b for b in matches.partners(name) if (im := rec.find_image_with_name(b)) is not None and im.has_pose}
-        return Provenance(model=k, how=How.RELOCALISED, flagged=True, note=note), partners - new_agreeing
+        return Provenance(model=k, how=How.RELOCALISED, flagged=True, note=note), new_disagreeing
     log.info("checks: model %d image %s kept (%s)", k, name, note)
     return Provenance(model=k, how=How.MAPPER, flagged=True, note=note), set()
 

@@ -127,9 +127,10 @@ def output_keys(conf: dict[str, Any]) -> list[str]:
 
 def stage_conf(s: Stage, conf: dict[str, Any], ext: str | None = None) -> dict[str, Any]:
     """The part of the config the stage reads (saved beside its output). A switched-off stage reads only
-    its switch: its other settings do not rename anything while it is off."""
+    its switch: neither its other settings nor its version rename anything while it is off (its output is
+    then the same no-op whatever the version; orient's version 2 once renamed every feature cache)."""
     if s.switch and not get(conf, s.switch):
-        return {s.switch: False, "version": s.version}
+        return {s.switch: False}
     names = {"ext": ext or ""}
     if ext:
         names["matcher"] = get(conf, f"matching.{ext}.matcher", "")

@@ -8,6 +8,7 @@ and a verification-only change recomputes verification (and mapping) only.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any, Iterator
 
 import pytest
@@ -129,6 +130,20 @@ def test_switched_on_stage_settings_invalidate_their_stage_and_later_ones(key):
     after = stages.fingerprints(with_value(on, key, another_value(value)), SHA1S)
     expected = {"orient"} | AFTER_FEATURES if section == "orient" else {"screen", "sfm"}
     assert changed_stages(stages.fingerprints(on, SHA1S), after) == expected
+
+
+@pytest.mark.parametrize("name", ["orient", "screen"])
+def test_a_new_version_of_a_switched_off_stage_renames_nothing_and_of_a_switched_on_one_everything_after(
+        name, monkeypatch):
+    """An off stage is a no-op whatever its version: bumping it must not re-extract every cache."""
+    switch = stages.BY_NAME[name].switch
+    on = with_value(BASE, switch, True)
+    before_off, before_on = stages.fingerprints(BASE, SHA1S), stages.fingerprints(on, SHA1S)
+    bumped = dataclasses.replace(stages.BY_NAME[name], version=stages.BY_NAME[name].version + 1)
+    monkeypatch.setattr(stages, "STAGES", tuple(bumped if s.name == name else s for s in stages.STAGES))
+    assert stages.fingerprints(BASE, SHA1S) == before_off
+    expected = {"orient"} | AFTER_FEATURES if name == "orient" else {"screen", "sfm"}
+    assert changed_stages(before_on, stages.fingerprints(on, SHA1S)) == expected
 
 
 def test_a_second_extractor_adds_its_outputs_and_changes_the_fused_ones_only():

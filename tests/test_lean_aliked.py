@@ -119,8 +119,16 @@ def test_release_free_memory_returns_freed_heap_pages_with_the_allocator_tunable
     # arena_max=1: every allocation in the main heap (another thread's arena would mmap the large blocks)
     env = dict(os.environ, PYTHONPATH=str(REPO), GLIBC_TUNABLES="glibc.malloc.mmap_threshold=4294967295:"
                "glibc.malloc.trim_threshold=4294967295:glibc.malloc.arena_max=1")
-    out = subprocess.run([sys.executable, "-c", TRIM_SCRIPT], capture_output=True, text=True, env=env, timeout=120,
-                         check=True).stdout.split()
-    before, after, ok = int(out[0]), int(out[1]), out[2] == "True"
-    assert ok
-    assert before - after > 500, (before, after)  # most of the 40 freed 8-40 MB buffers (~0.9 GB) go back
+    # Up to 3 tries: on the loaded 2-core machine one run in a few dozen started with the freed buffers already
+    # gone (RSS 275 MB before the call, 222 after), so there was nothing left to return.
+    runs = []
+    for _ in range(3):
+        out = subprocess.run([sys.executable, "-c", TRIM_SCRIPT], capture_output=True, text=True, env=env,
+                             timeout=120, check=True).stdout.split()
+        before, after, ok = int(out[0]), int(out[1]), out[2] == "True"
+        assert ok
+        assert after <= before + 20, (before, after)  # it never grows the heap
+        runs.append((before, after))
+        if before - after > 500:  # most of the 40 freed 8-40 MB buffers (~0.9 GB) go back
+            break
+    assert max(b - a for b, a in runs) > 500, runs

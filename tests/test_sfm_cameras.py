@@ -86,6 +86,27 @@ def test_confirm_groups_splits_crops_of_one_exif_group():
     assert out["e"] == "e"  # no refined focal: its own camera
 
 
+def test_confirm_groups_leaves_a_zoom_apart_and_lets_a_failed_focal_join_one_camera():
+    from imc.sfm.cameras import confirm_groups
+
+    # synth `hard`: 20 views, focals 450-800 px, steps under 10 %: a chain, not one camera
+    zoom = {f"z{i}": 450.0 + 350.0 * i / 19 for i in range(20)}
+    out = confirm_groups({n: "no-exif|640x480" for n in zoom}, zoom, 0.1, max_spread=0.25)
+    assert len(set(out.values())) == 20
+    assert len(set(confirm_groups({n: "g" for n in zoom}, zoom, 0.1).values())) == 1  # without the spread rule
+    # temple: 15 views at 1517-1687 px share one camera; the 16th's refinement failed (1.5e7 px): it joins
+    temple = {f"t{i}": 1517.0 + 170.0 * i / 14 for i in range(15)} | {"bad": 1.5e7}
+    groups = {n: "no-exif|640x480" for n in temple}
+    out = confirm_groups(groups, temple, 0.1, max_spread=0.25, failed={"bad"})
+    assert len(set(out.values())) == 1
+    out = confirm_groups(groups, temple, 0.1, max_spread=0.25)  # not known to have failed: it stays apart
+    assert out["bad"] != out["t0"] and len(set(out.values())) == 2
+    # a failed focal in a group that splits (kyiv's crops at 2x) cannot tell which camera: its own
+    kyiv = {"a": 1160.0, "b": 1180.0, "c": 2350.0, "d": 2340.0, "bad": 10.0}
+    out = confirm_groups({n: "g" for n in kyiv}, kyiv, 0.1, max_spread=0.25, failed={"bad"})
+    assert out["bad"] == "bad" and out["a"] == out["b"] != out["c"] == out["d"]
+
+
 def test_auto_groups_images_without_exif_by_size_only_where_the_first_pass_agrees(tmp_path):
     """Middlebury-like: PNGs without EXIF. ``exif`` keeps them apart; ``auto`` groups one size and confirms the
     group by the refined focals (the outlier's focal splits it off), the other size stays apart."""
@@ -96,8 +117,11 @@ def test_auto_groups_images_without_exif_by_size_only_where_the_first_pass_agree
     assert group_key(CameraMode.AUTO, "a.png", ExifInfo(), sizes["a.png"]) == "no-exif|64x48"
     cams, _, _ = make_cameras(names, sizes, tmp_path, {**CONF, "mode": "exif"})
     assert len({id(c) for c in cams.values()}) == 5
-    focals = {"a.png": 150.0, "b.png": 152.0, "c.png": 149.0, "d.png": 400.0, "e.png": 151.0}
+    focals = {"a.png": 150.0, "b.png": 152.0, "c.png": 149.0, "d.png": 250.0, "e.png": 151.0}
     cams, groups, _ = make_cameras(names, sizes, tmp_path, {**CONF, "mode": "auto"}, refined_focals=focals)
     assert cams["a.png"] is cams["b.png"] is cams["c.png"]
     assert cams["d.png"] is not cams["a.png"] and cams["e.png"] is not cams["a.png"]
     assert cams["a.png"].mean_focal_length() == pytest.approx(150.0)  # the group's median refined focal
+    # d's first-pass focal implausible for a 64-px image (400 > 5 x 64): a failed refinement, it joins the camera
+    cams, _, _ = make_cameras(names, sizes, tmp_path, {**CONF, "mode": "auto"}, refined_focals={**focals, "d.png": 400.0})
+    assert cams["d.png"] is cams["a.png"] and cams["a.png"].mean_focal_length() == pytest.approx(150.0)

@@ -9,7 +9,9 @@
   Crops break ``exif``: on kyiv, images with identical EXIF have GT focals of 1170 and 2350 px. So ``auto``
   confirms the EXIF groups by the data: a first pass maps with per-image cameras, then images of one EXIF
   group share a camera only when their refined focals agree within ``focal_tolerance`` (relative),
-  starting from the group's median refined focal; images the first pass left out keep their own camera.
+  starting from the group's median refined focal; images the first pass left out keep their own camera. A part
+  whose focals span more than ``focal_spread`` is not one camera (a zoom): its images keep their own; an image
+  whose refined focal is implausible (outside 0.3-5 × max(W, H)) joins its group if that stays one part.
   Images without EXIF form one such group per image size (Middlebury temple, 16 views of one camera: per-image
   cameras 0.699, confirmed group 0.861 with ``accurate.yaml``).
 """
@@ -83,7 +85,7 @@ def camera_prior(exif: ExifInfo, image_size: np.ndarray, *, focal_prior_factor: 
     if not 8 <= f35 <= 400:
         return CameraPrior(focal_px=default, from_exif=False, note=f"implausible FocalLengthIn35mmFilm {f35}: default prior")
     f = f35 / FULL_FRAME_DIAGONAL_MM * math.hypot(w, h)
-    if not 0.3 * max(w, h) <= f <= 5 * max(w, h):
+    if not plausible_focal(f, image_size):
         return CameraPrior(focal_px=default, from_exif=False, note=f"EXIF focal {f:.0f} px implausible: default prior")
     return CameraPrior(focal_px=f, from_exif=True, note=f"FocalLengthIn35mmFilm {f35:g} mm")
 
@@ -100,23 +102,41 @@ def group_key(mode: CameraMode, name: str, exif: ExifInfo, image_size: np.ndarra
     return f"{exif.make}|{exif.model}|{exif.focal_mm}|{exif.focal_35mm}|{size}"
 
 
-def confirm_groups(groups: dict[str, str], focals: dict[str, float], tolerance: float) -> dict[str, str]:
-    """Split each group where its sorted refined focals jump by more than ``tolerance``; images without a
-    refined focal get a group of their own."""
+def plausible_focal(focal: float, image_size: np.ndarray) -> bool:
+    """The range an EXIF prior must fall in (0.3-5 x the long edge), also applied to refined focals."""
+    return 0.3 * float(max(image_size)) <= focal <= 5 * float(max(image_size))
+
+
+def confirm_groups(groups: dict[str, str], focals: dict[str, float], tolerance: float, *,
+                   max_spread: float = math.inf, failed: frozenset[str] | set[str] = frozenset()) -> dict[str, str]:
+    """Split each group where its sorted refined focals jump by more than ``tolerance``. A part whose focals
+    span more than ``max_spread`` (relative) drifts like a zoom, not one camera: its images keep their own
+    (synthetic scenes with focals 450-800 px chained into one group by gaps under 10 %). Images in ``failed``
+    (a refined focal outside the plausible range: Middlebury temple's 1.5e7 px for a 640-px view) join their
+    group when it stays in one part; they and images without a refined focal get a camera of their own
+    otherwise."""
     out: dict[str, str] = {}
     by_group: dict[str, list[str]] = {}
     for name, key in groups.items():
-        if name in focals:
+        if name in focals and name not in failed:
             by_group.setdefault(key, []).append(name)
         else:
             out[name] = name
     for key, members in by_group.items():
         members.sort(key=lambda n: focals[n])
-        part = 0
+        parts: list[list[str]] = []
         for prev, name in zip([None] + members[:-1], members):
-            if prev is not None and focals[name] > (1 + tolerance) * focals[prev]:
-                part += 1
-            out[name] = f"{key}#{part}"
+            if prev is None or focals[name] > (1 + tolerance) * focals[prev]:
+                parts.append([])
+            parts[-1].append(name)
+        for k, part in enumerate(parts):
+            spread = focals[part[-1]] / focals[part[0]] - 1
+            for name in part:
+                out[name] = f"{key}#{k}" if spread <= max_spread else name
+        if len(parts) == 1 and len(parts[0]) > 1 and out[parts[0][0]] != parts[0][0]:
+            for name in failed:
+                if groups.get(name) == key:
+                    out[name] = f"{key}#0"
     return out
 
 
@@ -136,8 +156,12 @@ def make_cameras(names: list[str], image_sizes: dict[str, np.ndarray], image_roo
     by_group: dict[str, pycolmap.Camera] = {}
     exifs = {name: read_exif(image_root / name) if need_exif else ExifInfo() for name in names}
     keys = {name: group_key(mode, name, exifs[name], image_sizes[name]) for name in names}
+    failed: set[str] = set()
     if mode is CameraMode.AUTO:
-        keys = confirm_groups(keys, refined_focals or {}, float(conf["focal_tolerance"]))
+        focals = refined_focals or {}
+        failed = {n for n, f in focals.items() if n in image_sizes and not plausible_focal(f, image_sizes[n])}
+        keys = confirm_groups(keys, focals, float(conf["focal_tolerance"]), max_spread=float(conf["focal_spread"]),
+                              failed=failed)
     for name in names:
         exif = exifs[name]
         prior = camera_prior(exif, image_sizes[name], focal_prior_factor=conf["focal_prior_factor"], use_exif=use_exif)
@@ -146,7 +170,8 @@ def make_cameras(names: list[str], image_sizes: dict[str, np.ndarray], image_roo
             w, h = int(image_sizes[name][0]), int(image_sizes[name][1])
             focal = prior.focal_px
             if mode is CameraMode.AUTO and refined_focals:
-                group = [refined_focals[n] for n in names if keys[n] == key and n in refined_focals]
+                group = [refined_focals[n] for n in names if keys[n] == key and n in refined_focals
+                         and n not in failed]
                 focal = float(np.median(group)) if group else focal
             cam = pycolmap.Camera.create_from_model_name(0, conf["model"], focal, w, h)
             cam.has_prior_focal_length = prior.from_exif

@@ -29,6 +29,7 @@ import pycolmap
 from PIL import ExifTags, Image
 
 FULL_FRAME_DIAGONAL_MM = 43.27
+NO_EXIF = "no-exif|"  # the group key prefix of images without EXIF (auto: grouped by size)
 
 
 class CameraMode(str, enum.Enum):
@@ -98,7 +99,7 @@ def group_key(mode: CameraMode, name: str, exif: ExifInfo, image_size: np.ndarra
         return size
     if not exif.make and not exif.model and exif.focal_mm is None:
         # no EXIF: nothing to group by, except in auto, whose first pass confirms a group of one size
-        return f"no-exif|{size}" if mode is CameraMode.AUTO else name
+        return f"{NO_EXIF}{size}" if mode is CameraMode.AUTO else name
     return f"{exif.make}|{exif.model}|{exif.focal_mm}|{exif.focal_35mm}|{size}"
 
 
@@ -108,13 +109,16 @@ def plausible_focal(focal: float, image_size: np.ndarray) -> bool:
 
 
 def confirm_groups(groups: dict[str, str], focals: dict[str, float], tolerance: float, *,
-                   max_spread: float = math.inf, failed: frozenset[str] | set[str] = frozenset()) -> dict[str, str]:
+                   max_spread: float = math.inf, failed: frozenset[str] | set[str] = frozenset(),
+                   joined: set[str] | None = None) -> dict[str, str]:
     """Split each group where its sorted refined focals jump by more than ``tolerance``. A part whose focals
     span more than ``max_spread`` (relative) drifts like a zoom, not one camera: its images keep their own
     (synthetic scenes with focals 450-800 px chained into one group by gaps under 10 %). Images in ``failed``
-    (a refined focal outside the plausible range: Middlebury temple's 1.5e7 px for a 640-px view) join their
-    group when it stays in one part; they and images without a refined focal get a camera of their own
-    otherwise."""
+    (a refined focal outside the plausible range) join their group when its other images share one camera, and so
+    does a lone image off the rest of a group without EXIF (size alone says nothing of a zoom; Middlebury temple's
+    first pass put one view at 944 px against 1485-1831 for the 15 others); otherwise they and images without a
+    refined focal get a camera of their own (an EXIF group keeps a lone crop apart: kyiv). The names of the images
+    that joined so are added to ``joined`` (their focal does not enter the group's starting focal)."""
     out: dict[str, str] = {}
     by_group: dict[str, list[str]] = {}
     for name, key in groups.items():
@@ -133,10 +137,19 @@ def confirm_groups(groups: dict[str, str], focals: dict[str, float], tolerance: 
             spread = focals[part[-1]] / focals[part[0]] - 1
             for name in part:
                 out[name] = f"{key}#{k}" if spread <= max_spread else name
-        if len(parts) == 1 and len(parts[0]) > 1 and out[parts[0][0]] != parts[0][0]:
-            for name in failed:
-                if groups.get(name) == key:
-                    out[name] = f"{key}#0"
+        shared = [k for k, part in enumerate(parts) if len(part) > 1 and out[part[0]] != part[0]]
+        strays = [part[0] for part in parts if len(part) == 1]
+        if len(shared) == 1 and len(parts[shared[0]]) >= 3 and len(shared) + len(strays) == len(parts):
+            # one camera confirmed; a failed focal joins it, and so does a lone stray without EXIF: with nothing
+            # but the image size to group by, one view off the rest is a badly constrained first pass
+            # (temple: 944 px against 1485-1831 for the 15 others, GT 1520), not another camera
+            joiners = [n for n in failed if groups.get(n) == key]
+            if key.startswith(NO_EXIF) and len(strays) == 1:
+                joiners += strays
+            for name in joiners:
+                out[name] = f"{key}#{shared[0]}"
+                if joined is not None:
+                    joined.add(name)
     return out
 
 
@@ -156,12 +169,13 @@ def make_cameras(names: list[str], image_sizes: dict[str, np.ndarray], image_roo
     by_group: dict[str, pycolmap.Camera] = {}
     exifs = {name: read_exif(image_root / name) if need_exif else ExifInfo() for name in names}
     keys = {name: group_key(mode, name, exifs[name], image_sizes[name]) for name in names}
-    failed: set[str] = set()
+    off_focal: set[str] = set()  # failed or joined first-pass focals: not part of a group's starting focal
     if mode is CameraMode.AUTO:
         focals = refined_focals or {}
         failed = {n for n, f in focals.items() if n in image_sizes and not plausible_focal(f, image_sizes[n])}
         keys = confirm_groups(keys, focals, float(conf["focal_tolerance"]), max_spread=float(conf["focal_spread"]),
-                              failed=failed)
+                              failed=failed, joined=off_focal)
+        off_focal |= failed
     for name in names:
         exif = exifs[name]
         prior = camera_prior(exif, image_sizes[name], focal_prior_factor=conf["focal_prior_factor"], use_exif=use_exif)
@@ -171,7 +185,7 @@ def make_cameras(names: list[str], image_sizes: dict[str, np.ndarray], image_roo
             focal = prior.focal_px
             if mode is CameraMode.AUTO and refined_focals:
                 group = [refined_focals[n] for n in names if keys[n] == key and n in refined_focals
-                         and n not in failed]
+                         and n not in off_focal]
                 focal = float(np.median(group)) if group else focal
             cam = pycolmap.Camera.create_from_model_name(0, conf["model"], focal, w, h)
             cam.has_prior_focal_length = prior.from_exif

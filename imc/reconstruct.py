@@ -262,10 +262,19 @@ def main(conf: dict[str, Any], fused_path: Path, verified_path: Path, pairs_path
             return ids, models
 
         t0 = time.perf_counter()
-        if cameras["mode"] == "auto":  # per-image cameras first; groups confirmed by the refined focals
-            _, first = map_once(tmp / "first_pass.db", None)
-            remove_path(tmp / "first_pass.db")
+        grouped = cameras["mode"] == "auto"
+        if grouped:  # per-image cameras first; groups confirmed by the refined focals
+            ids1, first = map_once(tmp / "first_pass.db", None)
+            n_first = len(refined_focals(by_size(first)))
             ids, models = map_once(tmp / "database.db", refined_focals(by_size(first)))
+            n_grouped = len(refined_focals(by_size(models)))
+            if n_grouped < n_first:  # Middlebury dino, default features: 15 registered per image, 9 grouped
+                log.info("cameras auto: the grouped cameras registered %d images, the per-image first pass %d: "
+                         "the first pass kept", n_grouped, n_first)
+                ids, models, grouped = ids1, first, False
+                os.replace(tmp / "first_pass.db", tmp / "database.db")
+            else:
+                remove_path(tmp / "first_pass.db")
         else:
             ids, models = map_once(tmp / "database.db", None)
         ordered = by_size(models)
@@ -273,7 +282,7 @@ def main(conf: dict[str, Any], fused_path: Path, verified_path: Path, pairs_path
         if pruned and conf["checks"].get("remap"):  # map again without the pairs the checks found wrong
             log.info("checks: mapping again without %d pair(s) of re-posed images: %s", len(pruned),
                      ", ".join(f"{a} / {b}" for a, b in sorted(pruned)))
-            focals = refined_focals(ordered) if cameras["mode"] == "auto" else None
+            focals = refined_focals(ordered) if grouped else None
             ids2, models2 = map_once(tmp / "remap.db", focals, pruned)
             ordered2 = by_size(models2)
             result2, _ = refine_and_collect(ordered2, features, verified_path, conf, pairs, cameras=cameras)

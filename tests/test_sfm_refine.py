@@ -226,6 +226,31 @@ def test_auto_camera_mode_maps_twice_and_registers_every_image(tmp_path):
     assert not (sfm_dir / "first_pass.db").exists()
 
 
+def test_auto_camera_mode_keeps_the_first_pass_when_the_grouped_cameras_register_fewer_images(tmp_path, monkeypatch):
+    """Middlebury dino at the default features: 15 images per image, 9 with the confirmed shared camera. The second
+    mapping (real pycolmap) is cut to lose two images, as a wrong shared camera does: the first pass is kept."""
+    from imc import reconstruct
+
+    n, conf = stage_inputs(tmp_path)
+    conf["cameras"]["mode"] = "auto"
+    real, calls = reconstruct.run_mapper, []
+
+    def second_pass_loses_two(*args, **kwargs):
+        models = real(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 2:
+            rec = max(models.values(), key=lambda r: r.num_reg_images())
+            for frame_id in sorted(rec.reg_frame_ids())[:2]:
+                rec.deregister_frame(frame_id)
+        return models
+
+    monkeypatch.setattr(reconstruct, "run_mapper", second_pass_loses_two)
+    sfm_dir = map_synthetic(tmp_path, conf)
+    assert len(calls) == 2
+    assert reconstruct.read_poses_csv(sfm_dir / "poses.csv").n_registered == n
+    assert (sfm_dir / "database.db").exists() and not (sfm_dir / "first_pass.db").exists()
+
+
 def test_images_that_share_nothing_stay_unregistered_with_every_lever_on():
     _, features, _ = synthetic()
     conf = {k: {"enabled": True} for k in ("checks", "localize", "merge", "twoview")}

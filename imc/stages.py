@@ -81,7 +81,7 @@ STAGES: tuple[Stage, ...] = (
     Stage(name="verified", module="imc.verify", sections=("verification", "cameras"), output="verified-{fp}.h5",
           upstream=("fuse",), reads=("screen",), version=3, seeded=True, doc="RANSAC inliers and two-view geometry per pair"),
     Stage(name="sfm", module="imc.reconstruct", sections=("sfm", "cameras"), output="sfm-{fp}",
-          upstream=("verified", "screen"), version=5, seeded=True, doc="pycolmap models and poses.csv"),
+          upstream=("verified", "screen"), version=6, seeded=True, doc="pycolmap models and poses.csv"),
     Stage(name="cluster", module="imc.cluster_stage", sections=("cluster",), output="clusters-{fp}.json",
           upstream=("verified", "sfm"), reads=("pairs",), version=1, atomic=True, competitions=("imc2025",),
           doc="a dataset's images split into clusters (scenes) and outliers"),

@@ -117,7 +117,8 @@ def confirm_groups(groups: dict[str, str], focals: dict[str, float], tolerance: 
     (a refined focal outside the plausible range) join their group when its other images share one camera, and so
     does a lone image off the rest of a group without EXIF (size alone says nothing of a zoom; Middlebury temple's
     first pass put one view at 944 px against 1485-1831 for the 15 others); otherwise they and images without a
-    refined focal get a camera of their own (an EXIF group keeps a lone crop apart: kyiv). The names of the images
+    refined focal get a camera of their own (an EXIF group keeps a lone crop apart: kyiv). A group without EXIF
+    shares a camera only as one part of 3 or more images and at most one stray; otherwise each image keeps its own. The names of the images
     that joined so are added to ``joined`` (their focal does not enter the group's starting focal)."""
     out: dict[str, str] = {}
     by_group: dict[str, list[str]] = {}
@@ -139,12 +140,19 @@ def confirm_groups(groups: dict[str, str], focals: dict[str, float], tolerance: 
                 out[name] = f"{key}#{k}" if spread <= max_spread else name
         shared = [k for k, part in enumerate(parts) if len(part) > 1 and out[part[0]] != part[0]]
         strays = [part[0] for part in parts if len(part) == 1]
-        if len(shared) == 1 and len(parts[shared[0]]) >= 3 and len(shared) + len(strays) == len(parts):
+        one_camera = len(shared) == 1 and len(parts[shared[0]]) >= 3 and len(shared) + len(strays) == len(parts)
+        if key.startswith(NO_EXIF) and not (one_camera and len(strays) <= 1):
+            # size alone: share only one clear camera. Several clusters are a zoom, not crops of one lens
+            # (synth `hard`, focals 450-800 px: first-pass clusters of 9, 6, 3 and 2 views shared a camera, 0.68)
+            for name in members:
+                out[name] = name
+            continue
+        if one_camera:
             # one camera confirmed; a failed focal joins it, and so does a lone stray without EXIF: with nothing
             # but the image size to group by, one view off the rest is a badly constrained first pass
             # (temple: 944 px against 1485-1831 for the 15 others, GT 1520), not another camera
             joiners = [n for n in failed if groups.get(n) == key]
-            if key.startswith(NO_EXIF) and len(strays) == 1:
+            if key.startswith(NO_EXIF):
                 joiners += strays
             for name in joiners:
                 out[name] = f"{key}#{shared[0]}"

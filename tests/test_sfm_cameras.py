@@ -128,15 +128,16 @@ def test_auto_groups_images_without_exif_by_size_only_where_the_first_pass_agree
         Image.new("RGB", (64, 48) if n != "e.png" else (48, 64)).save(tmp_path / n)
     sizes = {n: np.array(Image.open(tmp_path / n).size) for n in names}
     assert group_key(CameraMode.AUTO, "a.png", ExifInfo(), sizes["a.png"]) == "no-exif|64x48"
+    assert group_key(CameraMode.AUTO, "a.png", ExifInfo(), sizes["a.png"], group_without_exif=False) == "a.png"
     cams, _, _ = make_cameras(names, sizes, tmp_path, {**CONF, "mode": "exif"})
     assert len({id(c) for c in cams.values()}) == 6
     focals = {"a.png": 150.0, "b.png": 152.0, "c.png": 149.0, "d.png": 250.0, "e.png": 151.0, "f.png": 148.0}
-    cams, groups, _ = make_cameras(names, sizes, tmp_path, {**CONF, "mode": "auto"}, refined_focals=focals)
+    cams, groups, _ = make_cameras(names, sizes, tmp_path, {**CONF, "mode": "auto", "group_without_exif": True}, refined_focals=focals)
     assert cams["a.png"] is cams["b.png"] is cams["c.png"] is cams["f.png"] is cams["d.png"]  # d: the lone stray
     assert cams["e.png"] is not cams["a.png"]
     assert cams["a.png"].mean_focal_length() == pytest.approx(149.5)  # the median of a, b, c, f (not d)
-    cams, _, _ = make_cameras(names, sizes, tmp_path, {**CONF, "mode": "auto"}, refined_focals={**focals, "f.png": 100.0})
+    cams, _, _ = make_cameras(names, sizes, tmp_path, {**CONF, "mode": "auto", "group_without_exif": True}, refined_focals={**focals, "f.png": 100.0})
     assert len({id(c) for c in cams.values()}) == 6  # two strays (d, f): not one clear camera
     # d's first-pass focal implausible for a 64-px image (400 > 5 x 64): a failed refinement, it joins the camera
-    cams, _, _ = make_cameras(names, sizes, tmp_path, {**CONF, "mode": "auto"}, refined_focals={**focals, "d.png": 400.0})
+    cams, _, _ = make_cameras(names, sizes, tmp_path, {**CONF, "mode": "auto", "group_without_exif": True}, refined_focals={**focals, "d.png": 400.0})
     assert cams["d.png"] is cams["a.png"] and cams["a.png"].mean_focal_length() == pytest.approx(149.5)

@@ -12,8 +12,9 @@
   starting from the group's median refined focal; images the first pass left out keep their own camera. A part
   whose focals span more than ``focal_spread`` is not one camera (a zoom): its images keep their own; an image
   whose refined focal is implausible (outside 0.3-5 × max(W, H)) joins its group if that stays one part.
-  Images without EXIF form one such group per image size (Middlebury temple, 16 views of one camera: per-image
-  cameras 0.699, confirmed group 0.861 with ``accurate.yaml``).
+  With ``group_without_exif`` (``accurate.yaml``), images without EXIF form one such group per image size
+  (Middlebury temple, 16 views of one camera: 0.751 -> 0.922 with ``accurate.yaml``); off by default: size alone
+  cannot tell a zoom (the demo scenes' focals of 590-620 px shared one camera: a 4-view subset 1.0 -> 0.47).
 """
 
 from __future__ import annotations
@@ -91,7 +92,8 @@ def camera_prior(exif: ExifInfo, image_size: np.ndarray, *, focal_prior_factor: 
     return CameraPrior(focal_px=f, from_exif=True, note=f"FocalLengthIn35mmFilm {f35:g} mm")
 
 
-def group_key(mode: CameraMode, name: str, exif: ExifInfo, image_size: np.ndarray) -> str:
+def group_key(mode: CameraMode, name: str, exif: ExifInfo, image_size: np.ndarray, *,
+              group_without_exif: bool = True) -> str:
     size = f"{int(image_size[0])}x{int(image_size[1])}"
     if mode is CameraMode.PER_IMAGE:
         return name
@@ -99,7 +101,7 @@ def group_key(mode: CameraMode, name: str, exif: ExifInfo, image_size: np.ndarra
         return size
     if not exif.make and not exif.model and exif.focal_mm is None:
         # no EXIF: nothing to group by, except in auto, whose first pass confirms a group of one size
-        return f"{NO_EXIF}{size}" if mode is CameraMode.AUTO else name
+        return f"{NO_EXIF}{size}" if mode is CameraMode.AUTO and group_without_exif else name
     return f"{exif.make}|{exif.model}|{exif.focal_mm}|{exif.focal_35mm}|{size}"
 
 
@@ -176,7 +178,8 @@ def make_cameras(names: list[str], image_sizes: dict[str, np.ndarray], image_roo
     priors: dict[str, CameraPrior] = {}
     by_group: dict[str, pycolmap.Camera] = {}
     exifs = {name: read_exif(image_root / name) if need_exif else ExifInfo() for name in names}
-    keys = {name: group_key(mode, name, exifs[name], image_sizes[name]) for name in names}
+    keys = {name: group_key(mode, name, exifs[name], image_sizes[name],
+                            group_without_exif=bool(conf["group_without_exif"])) for name in names}
     off_focal: set[str] = set()  # failed or joined first-pass focals: not part of a group's starting focal
     if mode is CameraMode.AUTO:
         focals = refined_focals or {}

@@ -265,9 +265,9 @@ def main(conf: dict[str, Any], fused_path: Path, verified_path: Path, pairs_path
         grouped = cameras["mode"] == "auto"
         if grouped:  # per-image cameras first; groups confirmed by the refined focals
             ids1, first = map_once(tmp / "first_pass.db", None)
-            n_first = len(refined_focals(by_size(first)))
-            ids, models = map_once(tmp / "database.db", refined_focals(by_size(first)))
-            n_grouped = len(refined_focals(by_size(models)))
+            first_focals = refined_focals(by_size(first))  # one per registered image
+            ids, models = map_once(tmp / "database.db", first_focals)
+            n_first, n_grouped = len(first_focals), len(refined_focals(by_size(models)))
             if n_grouped < n_first:  # Middlebury dino, default features: 15 registered per image, 9 grouped
                 log.info("cameras auto: the grouped cameras registered %d images, the per-image first pass %d: "
                          "the first pass kept", n_grouped, n_first)

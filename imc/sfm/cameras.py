@@ -120,8 +120,9 @@ def confirm_groups(groups: dict[str, str], focals: dict[str, float], tolerance: 
     does a lone image off the rest of a group without EXIF (size alone says nothing of a zoom; Middlebury temple's
     first pass put one view at 944 px against 1485-1831 for the 15 others); otherwise they and images without a
     refined focal get a camera of their own (an EXIF group keeps a lone crop apart: kyiv). A group without EXIF
-    shares a camera only as one part of 3 or more images and at most one stray; otherwise each image keeps its own. The names of the images
-    that joined so are added to ``joined`` (their focal does not enter the group's starting focal)."""
+    shares a camera only as one part of 3 or more images and at most one stray; otherwise each image keeps its
+    own. The names of the images that joined so are added to ``joined`` (their focal does not enter the group's
+    starting focal)."""
     out: dict[str, str] = {}
     by_group: dict[str, list[str]] = {}
     for name, key in groups.items():
@@ -183,10 +184,9 @@ def make_cameras(names: list[str], image_sizes: dict[str, np.ndarray], image_roo
     off_focal: set[str] = set()  # failed or joined first-pass focals: not part of a group's starting focal
     if mode is CameraMode.AUTO:
         focals = refined_focals or {}
-        failed = {n for n, f in focals.items() if n in image_sizes and not plausible_focal(f, image_sizes[n])}
+        off_focal = {n for n, f in focals.items() if n in image_sizes and not plausible_focal(f, image_sizes[n])}
         keys = confirm_groups(keys, focals, float(conf["focal_tolerance"]), max_spread=float(conf["focal_spread"]),
-                              failed=failed, joined=off_focal)
-        off_focal |= failed
+                              failed=frozenset(off_focal), joined=off_focal)
     for name in names:
         exif = exifs[name]
         prior = camera_prior(exif, image_sizes[name], focal_prior_factor=conf["focal_prior_factor"], use_exif=use_exif)

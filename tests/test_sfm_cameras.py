@@ -141,3 +141,43 @@ def test_auto_groups_images_without_exif_by_size_only_where_the_first_pass_agree
     # d's first-pass focal implausible for a 64-px image (400 > 5 x 64): a failed refinement, it joins the camera
     cams, _, _ = make_cameras(names, sizes, tmp_path, {**CONF, "mode": "auto", "group_without_exif": True}, refined_focals={**focals, "d.png": 400.0})
     assert cams["d.png"] is cams["a.png"] and cams["a.png"].mean_focal_length() == pytest.approx(149.5)
+
+
+def test_an_unstable_first_pass_without_exif_shares_one_camera_from_its_sane_focals(tmp_path):
+    """Middlebury dino (640x480, GT focal 3310 px = 5.2 x the long edge): a narrow field of view leaves per-image
+    focals free, and the first pass refined -1144 to 1.1e6 px. A group without EXIF with a quarter or more of its
+    focals outside 0.1-10 x the long edge shares one camera, started from the median of the sane ones (the
+    plausible range 0.3-5 x alone would leave out the right ones above 3200 px); with EXIF, or with fewer
+    insane focals, the usual rules apply."""
+    from imc.sfm.cameras import unstable_groups
+
+    names = [f"d{i}.png" for i in range(8)]
+    for n in names:
+        Image.new("RGB", (640, 480)).save(tmp_path / n)
+    sizes = {n: np.array([640, 480]) for n in names}
+    dino = dict(zip(names, [-1144.0, 1.13e6, 3600.0, 3744.0, 3846.0, 4285.0, 1829.0, 18572.0]))
+    conf = {**CONF, "mode": "auto", "group_without_exif": True}
+    groups = {n: "no-exif|640x480" for n in names}
+    assert unstable_groups(groups, dino, sizes, 0.25) == {"no-exif|640x480"}  # 3 of 8 outside 64-6400 px
+    assert unstable_groups({n: "Mi|9|4.74|640x480" for n in names}, dino, sizes, 0.25) == set()  # EXIF: never
+    assert unstable_groups(groups, dino, sizes, 0.5) == set()
+    cams, _, _ = make_cameras(names, sizes, tmp_path, conf, refined_focals=dino)
+    assert len({id(c) for c in cams.values()}) == 1
+    assert cams[names[0]].mean_focal_length() == pytest.approx(3744.0)  # median of the 5 sane focals
+    assert cams[names[0]].model.name == "SIMPLE_PINHOLE"  # no distortion to drift with the free focal
+    # the remap after the checks starts from the grouped model's focals: one shared value (implausible: 5.6 x) stays
+    # one pinhole camera
+    again = {n: 3569.0 for n in names}
+    cams, _, _ = make_cameras(names, sizes, tmp_path, conf, refined_focals=again)
+    assert len({id(c) for c in cams.values()}) == 1 and cams[names[0]].model.name == "SIMPLE_PINHOLE"
+    assert cams[names[0]].mean_focal_length() == pytest.approx(3569.0)
+    # without the rule (fraction > 1) the scattered focals keep every view apart
+    cams, _, _ = make_cameras(names, sizes, tmp_path, {**conf, "unstable_fraction": 2.0}, refined_focals=dino)
+    assert len({id(c) for c in cams.values()}) == 8
+    # one insane focal is a failed refinement, not an unstable scene: the usual rules (temple: it joins the
+    # confirmed camera, which starts from the others' median)
+    one_bad = {**dict(zip(names, [1500.0, 1540, 1520, 1510, 1530, 1560, 1550])), names[7]: -5.0}
+    assert unstable_groups(groups, one_bad, sizes, 0.1) == set()
+    cams, _, _ = make_cameras(names, sizes, tmp_path, conf, refined_focals=one_bad)
+    assert len({id(c) for c in cams.values()}) == 1 and cams[names[0]].mean_focal_length() == pytest.approx(1530.0)
+    assert cams[names[0]].model.name == CONF["model"]

@@ -15,11 +15,17 @@
   With ``group_without_exif`` (``accurate.yaml``), images without EXIF form one such group per image size
   (Middlebury temple, 16 views of one camera: 0.751 -> 0.922 with ``accurate.yaml``); off by default: size alone
   cannot tell a zoom (the demo scenes' focals of 590-620 px shared one camera: a 4-view subset 1.0 -> 0.47).
+  A group without EXIF whose first pass left at least ``unstable_fraction`` of its focals outside COLMAP's own
+  sanity bounds (0.1-10 x max(W, H), negative included) is not measured by it at all: a narrow field of view
+  (Middlebury dino, GT focal 5.2 x the long edge) leaves per-image focals free. Such a group shares one
+  ``SIMPLE_PINHOLE`` camera (the distortion is as free as the focal), starting from the median of its sane
+  first-pass focals; the grouped mapping is still kept only if it registers as many images as the first pass.
 """
 
 from __future__ import annotations
 
 import enum
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +36,10 @@ import pycolmap
 from PIL import ExifTags, Image
 
 FULL_FRAME_DIAGONAL_MM = 43.27
+log = logging.getLogger(__name__)
+
 NO_EXIF = "no-exif|"  # the group key prefix of images without EXIF (auto: grouped by size)
+UNSTABLE = "#unstable"  # the suffix of a group without EXIF whose first-pass focals scattered (one pinhole camera)
 
 
 class CameraMode(str, enum.Enum):
@@ -110,9 +119,36 @@ def plausible_focal(focal: float, image_size: np.ndarray) -> bool:
     return 0.3 * float(max(image_size)) <= focal <= 5 * float(max(image_size))
 
 
+def sane_focal(focal: float, image_size: np.ndarray) -> bool:
+    """COLMAP's bogus-camera bounds (``min/max_focal_length_ratio``: 0.1-10 x the long edge); a refined focal
+    outside them was not measured by the data."""
+    return 0.1 * float(max(image_size)) <= focal <= 10 * float(max(image_size))
+
+
+def unstable_groups(groups: dict[str, str], focals: dict[str, float], image_sizes: dict[str, np.ndarray],
+                    fraction: float) -> set[str]:
+    """Groups without EXIF with at least ``fraction`` of their first-pass focals outside the sane bounds (at
+    least two such images): Middlebury dino's first pass refined focals of -1144 to 1.1e6 px (GT 3310). Also a
+    group of 3+ images whose focals are one value outside the plausible range: the shared camera such a group got
+    in the previous pass (the remap after the checks starts from those focals)."""
+    out: set[str] = set()
+    by_group: dict[str, list[str]] = {}
+    for name, key in groups.items():
+        if key.startswith(NO_EXIF) and name in focals and name in image_sizes:
+            by_group.setdefault(key, []).append(name)
+    for key, members in by_group.items():
+        bad = sum(not sane_focal(focals[n], image_sizes[n]) for n in members)
+        values = [focals[n] for n in members]
+        shared = len(members) >= 3 and min(values) > 0 and max(values) <= (1 + 1e-9) * min(values)
+        if (bad >= 2 and bad >= fraction * len(members)) or (
+                shared and not plausible_focal(values[0], image_sizes[members[0]])):
+            out.add(key)
+    return out
+
+
 def confirm_groups(groups: dict[str, str], focals: dict[str, float], tolerance: float, *,
                    max_spread: float = math.inf, failed: frozenset[str] | set[str] = frozenset(),
-                   joined: set[str] | None = None) -> dict[str, str]:
+                   joined: set[str] | None = None, unstable: frozenset[str] | set[str] = frozenset()) -> dict[str, str]:
     """Split each group where its sorted refined focals jump by more than ``tolerance``. A part whose focals
     span more than ``max_spread`` (relative) drifts like a zoom, not one camera: its images keep their own
     (synthetic scenes with focals 450-800 px chained into one group by gaps under 10 %). Images in ``failed``
@@ -122,11 +158,13 @@ def confirm_groups(groups: dict[str, str], focals: dict[str, float], tolerance: 
     refined focal get a camera of their own (an EXIF group keeps a lone crop apart: kyiv). A group without EXIF
     shares a camera only as one part of 3 or more images and at most one stray; otherwise each image keeps its
     own. The names of the images that joined so are added to ``joined`` (their focal does not enter the group's
-    starting focal)."""
+    starting focal). Every image of a group in ``unstable`` (see :func:`unstable_groups`) shares one camera."""
     out: dict[str, str] = {}
     by_group: dict[str, list[str]] = {}
     for name, key in groups.items():
-        if name in focals and name not in failed:
+        if key in unstable:
+            out[name] = f"{key}{UNSTABLE}"
+        elif name in focals and name not in failed:
             by_group.setdefault(key, []).append(name)
         else:
             out[name] = name
@@ -185,8 +223,17 @@ def make_cameras(names: list[str], image_sizes: dict[str, np.ndarray], image_roo
     if mode is CameraMode.AUTO:
         focals = refined_focals or {}
         off_focal = {n for n, f in focals.items() if n in image_sizes and not plausible_focal(f, image_sizes[n])}
+        unstable = unstable_groups(keys, focals, image_sizes, float(conf["unstable_fraction"]))
+        for key in sorted(unstable):
+            log.info("cameras auto: %s: first-pass focals outside 0.1-10 x the long edge for %d of %d images: "
+                     "one shared camera", key, sum(1 for n, k in keys.items() if k == key and n in focals
+                                                   and not sane_focal(focals[n], image_sizes[n])),
+                     sum(1 for n, k in keys.items() if k == key and n in focals))
         keys = confirm_groups(keys, focals, float(conf["focal_tolerance"]), max_spread=float(conf["focal_spread"]),
-                              failed=frozenset(off_focal), joined=off_focal)
+                              failed=frozenset(off_focal), joined=off_focal, unstable=unstable)
+        # an unstable group starts from its sane focals (a narrow field of view has few plausible ones)
+        off_focal = {n for n in off_focal if keys[n] not in {f"{k}{UNSTABLE}" for k in unstable}}
+        off_focal |= {n for n, f in focals.items() if n in image_sizes and not sane_focal(f, image_sizes[n])}
     for name in names:
         exif = exifs[name]
         prior = camera_prior(exif, image_sizes[name], focal_prior_factor=conf["focal_prior_factor"], use_exif=use_exif)
@@ -198,7 +245,10 @@ def make_cameras(names: list[str], image_sizes: dict[str, np.ndarray], image_roo
                 group = [refined_focals[n] for n in names if keys[n] == key and n in refined_focals
                          and n not in off_focal]
                 focal = float(np.median(group)) if group else focal
-            cam = pycolmap.Camera.create_from_model_name(0, conf["model"], focal, w, h)
+            # an unstable group's distortion is as free as its focal: none (dino: 4 of 16 views registered with
+            # k refined, 16 without)
+            model = "SIMPLE_PINHOLE" if key.endswith(UNSTABLE) else conf["model"]
+            cam = pycolmap.Camera.create_from_model_name(0, model, focal, w, h)
             cam.has_prior_focal_length = prior.from_exif
             by_group[key] = cam
         cameras[name], groups[name], priors[name] = by_group[key], key, prior

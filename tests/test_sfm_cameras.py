@@ -158,9 +158,9 @@ def test_an_unstable_first_pass_without_exif_shares_one_camera_from_its_sane_foc
     dino = dict(zip(names, [-1144.0, 1.13e6, 3600.0, 3744.0, 3846.0, 4285.0, 1829.0, 18572.0]))
     conf = {**CONF, "mode": "auto", "group_without_exif": True}
     groups = {n: "no-exif|640x480" for n in names}
-    assert unstable_groups(groups, dino, sizes, 0.25) == {"no-exif|640x480"}  # 3 of 8 outside 64-6400 px
-    assert unstable_groups({n: "Mi|9|4.74|640x480" for n in names}, dino, sizes, 0.25) == set()  # EXIF: never
-    assert unstable_groups(groups, dino, sizes, 0.5) == set()
+    assert unstable_groups(groups, dino, sizes, 0.25) == {"no-exif|640x480": (3, 8)}  # 3 of 8 outside 64-6400 px
+    assert unstable_groups({n: "Mi|9|4.74|640x480" for n in names}, dino, sizes, 0.25) == {}  # EXIF: never
+    assert unstable_groups(groups, dino, sizes, 0.5) == {}
     cams, _, _ = make_cameras(names, sizes, tmp_path, conf, refined_focals=dino)
     assert len({id(c) for c in cams.values()}) == 1
     assert cams[names[0]].mean_focal_length() == pytest.approx(3744.0)  # median of the 5 sane focals
@@ -177,7 +177,7 @@ def test_an_unstable_first_pass_without_exif_shares_one_camera_from_its_sane_foc
     # one insane focal is a failed refinement, not an unstable scene: the usual rules (temple: it joins the
     # confirmed camera, which starts from the others' median)
     one_bad = {**dict(zip(names, [1500.0, 1540, 1520, 1510, 1530, 1560, 1550])), names[7]: -5.0}
-    assert unstable_groups(groups, one_bad, sizes, 0.1) == set()
+    assert unstable_groups(groups, one_bad, sizes, 0.1) == {}
     cams, _, _ = make_cameras(names, sizes, tmp_path, conf, refined_focals=one_bad)
     assert len({id(c) for c in cams.values()}) == 1 and cams[names[0]].mean_focal_length() == pytest.approx(1530.0)
     assert cams[names[0]].model.name == CONF["model"]

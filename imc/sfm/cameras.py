@@ -126,12 +126,13 @@ def sane_focal(focal: float, image_size: np.ndarray) -> bool:
 
 
 def unstable_groups(groups: dict[str, str], focals: dict[str, float], image_sizes: dict[str, np.ndarray],
-                    fraction: float) -> set[str]:
+                    fraction: float) -> dict[str, tuple[int, int]]:
     """Groups without EXIF with at least ``fraction`` of their first-pass focals outside the sane bounds (at
     least two such images): Middlebury dino's first pass refined focals of -1144 to 1.1e6 px (GT 3310). Also a
     group of 3+ images whose focals are one value outside the plausible range: the shared camera such a group got
-    in the previous pass (the remap after the checks starts from those focals)."""
-    out: set[str] = set()
+    in the previous pass (the remap after the checks starts from those focals). Returns key -> (first-pass
+    focals outside the sane bounds, first-pass focals)."""
+    out: dict[str, tuple[int, int]] = {}
     by_group: dict[str, list[str]] = {}
     for name, key in groups.items():
         if key.startswith(NO_EXIF) and name in focals and name in image_sizes:
@@ -142,7 +143,7 @@ def unstable_groups(groups: dict[str, str], focals: dict[str, float], image_size
         shared = len(members) >= 3 and min(values) > 0 and max(values) <= (1 + 1e-9) * min(values)
         if (bad >= 2 and bad >= fraction * len(members)) or (
                 shared and not plausible_focal(values[0], image_sizes[members[0]])):
-            out.add(key)
+            out[key] = (bad, len(members))
     return out
 
 
@@ -224,15 +225,13 @@ def make_cameras(names: list[str], image_sizes: dict[str, np.ndarray], image_roo
         focals = refined_focals or {}
         off_focal = {n for n, f in focals.items() if n in image_sizes and not plausible_focal(f, image_sizes[n])}
         unstable = unstable_groups(keys, focals, image_sizes, float(conf["unstable_fraction"]))
-        for key in sorted(unstable):
+        for key, (bad, total) in sorted(unstable.items()):
             log.info("cameras auto: %s: first-pass focals outside 0.1-10 x the long edge for %d of %d images: "
-                     "one shared camera", key, sum(1 for n, k in keys.items() if k == key and n in focals
-                                                   and not sane_focal(focals[n], image_sizes[n])),
-                     sum(1 for n, k in keys.items() if k == key and n in focals))
+                     "one shared camera", key, bad, total)
         keys = confirm_groups(keys, focals, float(conf["focal_tolerance"]), max_spread=float(conf["focal_spread"]),
-                              failed=frozenset(off_focal), joined=off_focal, unstable=unstable)
+                              failed=frozenset(off_focal), joined=off_focal, unstable=set(unstable))
         # an unstable group starts from its sane focals (a narrow field of view has few plausible ones)
-        off_focal = {n for n in off_focal if keys[n] not in {f"{k}{UNSTABLE}" for k in unstable}}
+        off_focal = {n for n in off_focal if not keys[n].endswith(UNSTABLE)}
         off_focal |= {n for n, f in focals.items() if n in image_sizes and not sane_focal(f, image_sizes[n])}
     for name in names:
         exif = exifs[name]

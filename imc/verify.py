@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import logging
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ import numpy as np
 import pycolmap
 from tqdm.auto import tqdm
 
+from .config import ConfigError
 from .fuse import read_images
 from .h5io import ResumableH5, pair_key
 from .pairs import read_pairs
@@ -105,9 +107,10 @@ def pair_seed(seed: int, key: str) -> int:
 
 
 def main(conf: dict[str, Any], fused_path: Path, pairs_path: Path, verified_path: Path, *, cameras: dict[str, Any],
-         image_root: Path, seed: int = 0, progress: bool = True, desc: str = "verify") -> Path:
+         image_root: Path, seed: int = 0, progress: bool = True, desc: str = "verify", threads: int = 1) -> Path:
     """Verify every listed pair that has fused matches (resumable per pair), with the cameras the mapper
-    starts from (``cameras:``: EXIF priors and groups, imc/sfm/cameras.py; ``auto`` = its first pass)."""
+    starts from (``cameras:``: EXIF priors and groups, imc/sfm/cameras.py; ``auto`` = its first pass), on
+    ``threads`` threads (``runtime.verify_threads``: the same results)."""
     from .sfm.cameras import make_cameras
 
     fused = ResumableH5(fused_path)
@@ -129,24 +132,46 @@ def main(conf: dict[str, Any], fused_path: Path, pairs_path: Path, verified_path
                      for n in needed}
     else:
         raise ValueError(f"verification.cameras must be prior or mapping, got {conf['cameras']!r}")
-    for key in tqdm(todo, desc=desc, unit="pair", disable=not progress):
+    def verify(key: str, item: dict[str, Any]) -> tuple[dict[str, Any], int]:
         a, b = names[key]
-        item = fused.get(key)
         raw = item["matches"]
         if conf["min_match_score"] > 0:  # the matcher's own confidence (LightGlue: match probability)
             raw = raw[np.asarray(item["scores"]) >= conf["min_match_score"]]
         if len(raw) >= conf["min_matches"]:
-            result = verify_pair(conf, images[a], images[b], raw, camera0=camera_of.get(a), camera1=camera_of.get(b),
-                                 seed=pair_seed(seed, key))
-        else:
-            result = {"inliers": np.zeros((0, 2), np.int32), "config": int(TwoViewConfig.DEGENERATE),
-                      "F": np.zeros((3, 3))}
-        store.put(key, {"matches": result["inliers"], "F": result["F"]},
-                  {"config": result["config"], "num_raw": len(raw), **expected[key]})
+            return verify_pair(conf, images[a], images[b], raw, camera0=camera_of.get(a), camera1=camera_of.get(b),
+                               seed=pair_seed(seed, key)), len(raw)
+        return {"inliers": np.zeros((0, 2), np.int32), "config": int(TwoViewConfig.DEGENERATE),
+                "F": np.zeros((3, 3))}, len(raw)
+
+    # COLMAP's RANSAC releases the GIL and every pair has its own seed, so threads give the same results,
+    # stored in the same order; the HDF5 reads and writes stay on this thread, a chunk at a time.
+    todo = list(todo)
+    threads = max(1, int(threads))
+    with ThreadPoolExecutor(threads) as pool, tqdm(total=len(todo), desc=desc, unit="pair",
+                                                   disable=not progress) as bar:
+        for start in range(0, len(todo), 4 * threads):
+            keys = todo[start:start + 4 * threads]
+            items = [fused.get(key) for key in keys]
+            for key, (result, num_raw) in zip(keys, pool.map(verify, keys, items)):
+                store.put(key, {"matches": result["inliers"], "F": result["F"]},
+                          {"config": result["config"], "num_raw": num_raw, **expected[key]})
+                bar.update()
     return store.finalize()
 
 
 def run_stage(ctx: "SceneContext", ext: str | None = None) -> Path:
     return main(ctx.conf["verification"], ctx.plan.path("fuse"), ctx.plan.path("screen"), ctx.plan.path("verified"),
                 cameras=ctx.conf["cameras"], image_root=ctx.scene.root, seed=int(ctx.conf["seed"]), progress=ctx.progress,
-                desc=f"verify {ctx.scene.name}")
+                desc=f"verify {ctx.scene.name}", threads=verify_threads(ctx.conf["runtime"]["verify_threads"]))
+
+
+def verify_threads(value: Any) -> int:
+    """``runtime.verify_threads``: a positive integer, or ``auto``: as many as torch uses (``torch_threads``, else
+    torch's default, the machine's cores)."""
+    if value == "auto":
+        import torch
+
+        return max(1, torch.get_num_threads())
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"runtime.verify_threads must be a positive integer or auto, got {value!r}")
+    return value

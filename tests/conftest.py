@@ -48,7 +48,8 @@ def tiny_scene_root(tmp_path: Path) -> Path:
 def tiny_overrides(root: Path, out: Path) -> list[str]:
     """Native 640 px (the temple views need it to register reliably); ~0.5 s per image, ~1 s per pair."""
     return [f"data.root={root}", f"output={out / 'run'}", f"cache_dir={out / 'cache'}", "progress=false",
-            "features.aliked.resize_max=640", "features.aliked.max_num_keypoints=1024", "torch_threads=1"]
+            "features.extractors=[aliked]", "features.aliked.resize_max=640", "features.aliked.max_num_keypoints=1024",
+            "torch_threads=1"]
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,8 @@ FOUNTAIN = SHARED / "data" / "real" / "strecha" / "Benchmarking_Camera_Calibrati
 GLIBC_TUNABLES = "glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=4294967295"
 
 # Tiny sizes: ~1 s per image and ~0.5 s per pair on a shared 2-core CPU.
-TINY = ["progress=false", "features.aliked.resize_max=320", "features.aliked.max_num_keypoints=256"]
+TINY = ["progress=false", "features.extractors=[aliked]", "features.aliked.resize_max=320",
+        "features.aliked.max_num_keypoints=256"]
 
 
 def fountain_files(n: int) -> list[Path]:

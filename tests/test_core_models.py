@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -74,7 +76,7 @@ def test_mismatched_checkpoint_is_an_error():
 def test_extractor_matcher_mismatch_is_refused_at_load():
     """aliked-t16 has 64-d descriptors; the LightGlue weights expect 128: refused, both named."""
     with pytest.raises(ConfigError, match=r"aliked-t16.*64-d.*lightglue.*aliked_lightglue.*128-d"):
-        load_config(None, ["features.aliked.model=aliked-t16"])
+        load_config(None, ["features.extractors=[aliked]", "features.aliked.model=aliked-t16"])
     conf = load_config(None, ["features.aliked.model=aliked-t16", "matching.aliked={matcher: nearest_neighbour}"])
     assert conf["matching"]["aliked"] == {"matcher": "nearest_neighbour"}
 
@@ -102,3 +104,48 @@ def test_dinov2_descriptor_from_local_tiny_model(tmp_path):
     a = fn(rng.integers(0, 255, (90, 120, 3), dtype=np.uint8))
     b = fn(rng.integers(0, 255, (90, 120, 3), dtype=np.uint8))
     assert a.shape == (64,) and np.isfinite(a).all() and not np.allclose(a, b)
+
+
+def test_fused_cpu_attention_gives_kornias_matches():
+    """The CPU path (cross-attention through SDPA, the fused kernel allowed) against kornia's own einsum/math
+    path, on real ALIKED features of two demo views: the same matches, scores equal to float precision, and
+    the process-wide SDP switch that kornia turned off is left as it was."""
+    import cv2
+
+    from imc.features import aliked as aliked_mod
+
+    conf = load_config()
+    cpu = torch.device("cpu")
+    fconf = {**conf["features"]["aliked"], "max_num_keypoints": 1024}
+    ex = aliked_mod.Aliked()
+    net_f = ex.load(fconf, weights_dir=None, device=cpu)
+    images = sorted((Path(__file__).parents[1] / "imc/demo_data/demo/boxes/images").iterdir())[:2]
+    sides = []
+    for path in images:
+        rgb = cv2.imread(str(path))[:, :, ::-1]
+        f = ex.extract(net_f, np.ascontiguousarray(rgb), fconf, cpu)
+        sides.append({"keypoints": f.keypoints, "descriptors": f.descriptors,
+                      "image_size": np.array([rgb.shape[1], rgb.shape[0]])})
+    adapter = lightglue.LightGlueMatcher()
+    mconf = {**conf["matchers"]["lightglue"], **conf["matching"]["aliked"]}
+    fused = adapter.load(mconf, weights_dir=None, device=cpu)
+    plain = lightglue.build(input_dim=128, filter_threshold=mconf["filter_threshold"],
+                            depth_confidence=mconf["depth_confidence"], width_confidence=mconf["width_confidence"])
+    plain.load_state_dict(fused.state_dict())
+    plain.eval()
+    assert not torch.backends.cuda.flash_sdp_enabled()  # kornia's Attention(allow_flash=False) turned it off
+    got = adapter.match(fused, adapter.prepare(sides[0], cpu), adapter.prepare(sides[1], cpu), cpu)
+    assert not torch.backends.cuda.flash_sdp_enabled()  # restored after the call
+    with torch.inference_mode():
+        ref = plain({"image0": adapter.prepare(sides[0], cpu), "image1": adapter.prepare(sides[1], cpu)})
+    ref_m = ref["matches"][0].numpy()
+    assert len(ref_m) > 100
+    np.testing.assert_array_equal(got["matches"], ref_m)
+    np.testing.assert_allclose(got["scores"], ref["scores"][0].numpy(), atol=1e-4)
+    # a masked call (padded batches) takes kornia's own cross-attention
+    block = next(m for m in fused.modules() if type(m).__name__ == "CrossBlock")
+    x = torch.randn(1, 5, 256)
+    mask = torch.ones(1, 1, 5, 5, dtype=torch.bool)
+    with torch.inference_mode():
+        torch.testing.assert_close(block(x, x, mask), type(block).forward(block, x, x, mask))
+        torch.testing.assert_close(block(x, x), type(block).forward(block, x, x), atol=1e-4, rtol=1e-4)

@@ -63,7 +63,7 @@ def test_preset_chains_to_default():
 
 
 def test_fingerprints_flow_downstream_only():
-    base = load_config()
+    base = load_config(None, ["features.extractors=[aliked]"])
     sha = {"a.jpg": "1", "b.jpg": "2"}
     fp0 = stages.fingerprints(base, sha)
     fp1 = stages.fingerprints(apply_overrides(base, ["features.aliked.max_num_keypoints=999"]), sha)

@@ -109,6 +109,43 @@ def test_min_match_score_drops_low_confidence_matches_before_ransac(tmp_path):
     assert len(kept) < len(out[0.0][1])  # the unsure right matches are gone too
 
 
+
+def test_threaded_verification_stores_the_same_results(tmp_path):
+    """``runtime.verify_threads``: pairs verified on several threads give the single-threaded store, pair for
+    pair (COLMAP's RANSAC runs without the GIL, each pair with its own seed); the setting is checked."""
+    from imc import verify
+    from imc.config import ConfigError
+    from imc.h5io import ResumableH5, escape, pair_key
+    from imc.pairs import write_pairs
+
+    fused = ResumableH5(tmp_path / "fused.h5")
+    pairs = []
+    for s in range(7):
+        f0, f1, matches = synthetic_pair(s, outliers=0.3 + 0.05 * s)
+        a, b = f"{s}a.jpg", f"{s}b.jpg"
+        for name, f in ((a, f0), (b, f1)):
+            fused.put(escape(name), f, {"image_sha1": name, "errors": "{}", "num_keypoints": len(f["keypoints"])})
+        fused.put(pair_key(a, b), {"matches": matches, "scores": np.ones(len(matches), np.float32)}, {})
+        pairs.append((a, b))
+    fused_path = fused.finalize()
+    pairs_path = write_pairs(tmp_path / "pairs.txt", pairs)
+    base = load_config(None)
+    stores = {}
+    for threads in (1, 3):
+        path = verify.main(base["verification"], fused_path, pairs_path, tmp_path / f"verified-{threads}.h5",
+                           cameras=base["cameras"], image_root=tmp_path, progress=False, threads=threads)
+        store = ResumableH5(path)
+        stores[threads] = [(np.asarray(store.get(pair_key(a, b))["matches"]), store.attrs(pair_key(a, b))["config"])
+                           for a, b in pairs]
+    assert all(len(m) > 100 for m, _ in stores[1])
+    for (m1, c1), (m3, c3) in zip(stores[1], stores[3]):
+        np.testing.assert_array_equal(m1, m3)
+        assert c1 == c3
+    assert verify.verify_threads(2) == 2 and verify.verify_threads("auto") >= 1
+    for bad in (0, "two", True):
+        with pytest.raises(ConfigError, match="runtime.verify_threads"):
+            verify.verify_threads(bad)
+
 # 18 matches of an ETH3D pipes pair (orient stage, 512 px; exact float32 values): OpenCV 5's USAC MAGSAC++ raises "!model.empty()" on
 # them instead of returning no model; that exception failed the whole scene before magsac_fundamental caught it.
 DEGENERATE_X0 = [[500.09759521484375, 91.01873779296875], [429.73980712890625, 51.39780807495117],

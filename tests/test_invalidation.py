@@ -80,7 +80,7 @@ def changed_stages(a: dict[str, str], b: dict[str, str]) -> set[str]:
     return {k for k in a if a[k] != b[k]}
 
 
-BASE = load_config(None)
+BASE = load_config(None, ["features.extractors=[aliked]"])  # the extractor these expectations name
 SHA1S = {"d/s/images/a.jpg": "1" * 40, "d/s/images/b.jpg": "2" * 40}
 STAGE_SECTIONS = ("orient", "features", "pairs", "screening", "matching", "matchers", "fusion", "cameras",
                   "verification", "sfm", "seed")

@@ -113,14 +113,15 @@ def test_select_keeps_strong_pairs_and_each_images_best():
 
 def test_switched_off_stages_rename_nothing_when_their_settings_change():
     sha1s = {"d/s/images/a.jpg": "1" * 40}
-    base = load_config(None)
+    aliked = ["features.extractors=[aliked]"]
+    base = load_config(None, aliked)
     fps = stages.fingerprints(base, sha1s)
     for key in ("orient.partners=9", "orient.model=aliked-n32", "screening.min_matches=1"):
-        assert stages.fingerprints(load_config(None, [key]), sha1s) == fps, key
-    on = stages.fingerprints(load_config(None, ["orient.enabled=true"]), sha1s)
+        assert stages.fingerprints(load_config(None, [*aliked, key]), sha1s) == fps, key
+    on = stages.fingerprints(load_config(None, [*aliked, "orient.enabled=true"]), sha1s)
     assert {k for k in fps if fps[k] != on[k]} == {"orient", "features:aliked", "screen", "matches:aliked", "fuse",
                                                    "verified", "sfm"}
-    on = stages.fingerprints(load_config(None, ["screening.enabled=true"]), sha1s)
+    on = stages.fingerprints(load_config(None, [*aliked, "screening.enabled=true"]), sha1s)
     assert {k for k in fps if fps[k] != on[k]} == {"screen", "sfm"}
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import types
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..networks import load_strict
 from ..weights import resolve_weights
@@ -47,6 +50,50 @@ def build(*, input_dim: int = 128, n_layers: int = 9, filter_threshold: float = 
                      width_confidence=width_confidence, flash=flash, mp=mp)
 
 
+def _cross_attention_sdpa(self: torch.nn.Module, x0: torch.Tensor, x1: torch.Tensor,
+                          mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """kornia's ``CrossBlock.forward`` with both directions through ``scaled_dot_product_attention``.
+
+    On the CPU kornia computes the bidirectional similarity with einsum and two softmaxes over a
+    materialised (heads, M, N) matrix; PyTorch's fused CPU kernel gives the same attention without it. The
+    scale is the same (kornia scales q and k by ``scale ** 0.5`` each, SDPA the product by ``dim_head ** -0.5``).
+    Masked (padded) batches and other devices keep kornia's own code.
+    """
+    if mask is not None or x0.device.type != "cpu":
+        return type(self).forward(self, x0, x1, mask)
+    qk0, qk1 = self.to_qk(x0), self.to_qk(x1)
+    v0, v1 = self.to_v(x0), self.to_v(x1)
+    qk0, qk1, v0, v1 = (t.unflatten(-1, (self.heads, -1)).transpose(1, 2).contiguous() for t in (qk0, qk1, v0, v1))
+    m0 = F.scaled_dot_product_attention(qk0, qk1, v1)
+    m1 = F.scaled_dot_product_attention(qk1, qk0, v0)
+    m0, m1 = (self.to_out(t.transpose(1, 2).flatten(start_dim=-2)) for t in (m0, m1))
+    return x0 + self.ffn(torch.cat([x0, m0], -1)), x1 + self.ffn(torch.cat([x1, m1], -1))
+
+
+def fuse_cpu_attention(net: torch.nn.Module) -> torch.nn.Module:
+    """Route a kornia LightGlue's cross-attention through PyTorch's fused kernel on the CPU (see
+    :func:`_cross_attention_sdpa`); self-attention already calls SDPA, and :func:`attention_backends` lets it
+    use the fused kernel. Same matches, about 2.5 x faster on the CPU (README "Measured")."""
+    from kornia.feature.lightglue import CrossBlock
+
+    for block in net.modules():
+        if isinstance(block, CrossBlock):
+            block.forward = types.MethodType(_cross_attention_sdpa, block)
+    return net
+
+
+def attention_backends(device: torch.device) -> contextlib.AbstractContextManager:
+    """The SDPA backends for one LightGlue call. Building kornia's ``Attention(allow_flash=False)`` (every
+    CPU LightGlue) calls ``torch.backends.cuda.enable_flash_sdp(False)``, a process-wide switch that also
+    gates PyTorch's fused CPU kernel, so every attention fell back to the unfused math path; on the CPU the
+    fused kernel is allowed again for the duration of the call (and the switch restored after it)."""
+    if torch.device(device).type != "cpu":
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.MATH])
+
+
 @register
 class LightGlueMatcher(Matcher):
     name = "lightglue"
@@ -64,7 +111,7 @@ class LightGlueMatcher(Matcher):
                     flash=is_cuda, mp=bool(conf["mixed_precision"]) and is_cuda)
         path = resolve_weights(conf["weights"] + ".pth", weights_dir)
         state = rename_keys(torch.load(path, map_location="cpu", weights_only=True), net.conf.n_layers)
-        return load_strict(net, state, name=str(path)).to(device)
+        return fuse_cpu_attention(load_strict(net, state, name=str(path)).to(device))
 
     def prepare(self, f: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
         """The image's tensors on the device, kept there across its pairs."""
@@ -93,7 +140,8 @@ class LightGlueMatcher(Matcher):
             return [no_matches() if s0["keypoints"].shape[1] == 0 or s1["keypoints"].shape[1] == 0
                     else self.match_batch(model, [(s0, s1)], device)[0] for s0, s1 in sides]
         stack = lambda i: {k: torch.cat([s[i][k] for s in sides]) for k in sides[0][i]}  # noqa: E731
-        out = model({"image0": stack(0), "image1": stack(1)})
+        with attention_backends(device):
+            out = model({"image0": stack(0), "image1": stack(1)})
         results = []
         for matches, scores in zip(out["matches"], out["scores"]):
             results.append({"matches": matches.cpu().numpy().astype(np.int32).reshape(-1, 2),

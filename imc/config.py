@@ -237,7 +237,15 @@ def validate(conf: Mapping[str, Any]) -> dict[str, Any]:
 
     for ext in out_features["extractors"]:
         check_pairing(out, ext)
+    for key in ("workers", "verify_threads"):
+        check_count(out["runtime"][key], f"runtime.{key}")
     return out
+
+
+def check_count(value: Any, key: str) -> None:
+    """A count setting (``runtime.workers``, ``runtime.verify_threads``): a positive integer or ``auto``."""
+    if value != "auto" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ConfigError(f"{key} must be a positive integer or auto, got {value!r}")
 
 
 def check_pairing(conf: Mapping[str, Any], ext: str) -> None:

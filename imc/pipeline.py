@@ -17,7 +17,7 @@ import torch
 
 from . import csv_writer, stages
 from .budget import Budget, FallBack, SceneBudget, SceneClock
-from .config import ConfigError, apply_overrides, dump_config, read_yaml, validate
+from .config import ConfigError, apply_overrides, check_count, dump_config, read_yaml, validate
 from .extract import image_sha1
 from .fuse import read_images
 from .h5io import clean_stale_tmp
@@ -334,10 +334,9 @@ def workers_for(conf: dict[str, Any], device: torch.device) -> list[torch.device
     the visible GPUs) or ``auto`` (one per visible GPU on CUDA, else one)."""
     n = conf["runtime"]["workers"]
     gpus = torch.cuda.device_count() if device.type == "cuda" else 0
+    check_count(n, "runtime.workers")
     if n == "auto":
         n = max(1, gpus)
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ConfigError(f"runtime.workers must be a positive integer or auto, got {n!r}")
     if device.type == "cuda" and n > 1:
         return [torch.device("cuda", i % gpus) for i in range(n)]
     return [device] * n

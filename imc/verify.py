@@ -21,7 +21,7 @@ import numpy as np
 import pycolmap
 from tqdm.auto import tqdm
 
-from .config import ConfigError
+from .config import check_count
 from .fuse import read_images
 from .h5io import ResumableH5, pair_key
 from .pairs import read_pairs
@@ -168,10 +168,9 @@ def run_stage(ctx: "SceneContext", ext: str | None = None) -> Path:
 def verify_threads(value: Any) -> int:
     """``runtime.verify_threads``: a positive integer, or ``auto``: as many as torch uses (``torch_threads``, else
     torch's default, the machine's cores)."""
+    check_count(value, "runtime.verify_threads")
     if value == "auto":
         import torch
 
         return max(1, torch.get_num_threads())
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"runtime.verify_threads must be a positive integer or auto, got {value!r}")
     return value

@@ -145,6 +145,8 @@ def test_threaded_verification_stores_the_same_results(tmp_path):
     for bad in (0, "two", True):
         with pytest.raises(ConfigError, match="runtime.verify_threads"):
             verify.verify_threads(bad)
+        with pytest.raises(ConfigError, match="runtime.verify_threads"):  # refused when the config loads
+            load_config(None, [f"runtime.verify_threads={bad}"])
 
 # 18 matches of an ETH3D pipes pair (orient stage, 512 px; exact float32 values): OpenCV 5's USAC MAGSAC++ raises "!model.empty()" on
 # them instead of returning no model; that exception failed the whole scene before magsac_fundamental caught it.

@@ -149,3 +149,26 @@ def test_fused_cpu_attention_gives_kornias_matches():
     with torch.inference_mode():
         torch.testing.assert_close(block(x, x, mask), type(block).forward(block, x, x, mask))
         torch.testing.assert_close(block(x, x), type(block).forward(block, x, x), atol=1e-4, rtol=1e-4)
+
+
+def test_cuda_attention_never_takes_cudnns_backend():
+    """LightGlue's pruning gives each attention call a new shape; cuDNN's SDPA backend builds a graph per
+    shape (H200: 109 s for kyiv's 325 pairs, 7.9 s without it). The switches are plain flags, so this runs
+    without a GPU; the CUDA timing itself is in the README ("GPU")."""
+    from imc.matchers import lightglue
+
+    before = (torch.backends.cuda.cudnn_sdp_enabled(), torch.backends.cuda.flash_sdp_enabled(),
+              torch.backends.cuda.mem_efficient_sdp_enabled(), torch.backends.cuda.math_sdp_enabled())
+    torch.backends.cuda.enable_cudnn_sdp(True)
+    try:
+        with lightglue.attention_backends(torch.device("cuda")):
+            assert not torch.backends.cuda.cudnn_sdp_enabled()
+            assert torch.backends.cuda.flash_sdp_enabled() and torch.backends.cuda.mem_efficient_sdp_enabled()
+        assert torch.backends.cuda.cudnn_sdp_enabled()  # restored after the call
+        with lightglue.attention_backends(torch.device("cpu")):
+            assert torch.backends.cuda.flash_sdp_enabled() and not torch.backends.cuda.mem_efficient_sdp_enabled()
+    finally:
+        torch.backends.cuda.enable_cudnn_sdp(before[0])
+        torch.backends.cuda.enable_flash_sdp(before[1])
+        torch.backends.cuda.enable_mem_efficient_sdp(before[2])
+        torch.backends.cuda.enable_math_sdp(before[3])

@@ -41,4 +41,3 @@ for c in default accurate aliked_default; do
     echo "TIMING $c $s wall $(awk "BEGIN{print $EPOCHREALTIME - $t0}") s"
   done
 done 2>&1 | tee $OUT/timing.log
-$PY -c "import torch; print('max_mem_GB', torch.cuda.max_memory_allocated()/1e9 if torch.cuda.is_available() else 0)"

@@ -8,11 +8,13 @@ DEV=${1:-cuda}; shift
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT
 R=$PWD
 PY=${PY:-python3}
+export PYTHONPATH=/tmp/site:$R/.dev/stub IMC_WEIGHTS_DIR=/tmp/w IMC_SHARED=$R/.dev/shared
+if [ ! -d /tmp/site/kornia ]; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .dev/whl/*.whl || exit 1
+fi
+mkdir -p /tmp/w
 {
 nvidia-smi -L 2>&1; $PY -c "import torch;print('torch', torch.__version__, torch.cuda.is_available() and torch.cuda.get_device_name())"
-if [ ! -d /tmp/site/kornia ]; then $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .dev/whl/*.whl || exit 1; fi
-export PYTHONPATH=/tmp/site:$R/.dev/stub
-mkdir -p /tmp/w
 $PY - <<'PYEOF'
 import torch, glob, os
 for f in glob.glob('.dev/w/*.pth'):
@@ -24,9 +26,7 @@ for f in glob.glob('.dev/w/*.pth'):
     torch.save(full(sd), '/tmp/w/' + os.path.basename(f))
 print('weights', sorted(os.listdir('/tmp/w')))
 PYEOF
-export IMC_WEIGHTS_DIR=/tmp/w IMC_SHARED=$R/.dev/shared
 } 2>&1 | tee $OUT/setup.log
-export PYTHONPATH=/tmp/site:$R/.dev/stub IMC_WEIGHTS_DIR=/tmp/w IMC_SHARED=$R/.dev/shared
 if [ "$DEV" = cuda ]; then
   timeout 100 $PY -m pytest -m gpu tests/test_gpu.py tests/test_preflight.py -q -p no:cacheprovider 2>&1 | tee $OUT/pytest.log
 fi

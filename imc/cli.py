@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "viz": ("imc.viewer.export:main", "static exports of a run: match PNGs, 3D model HTML"),
     "bench": ("imc.bench:main", "per-stage seconds and throughput on a fixed scene"),
     "accuracy": ("imc.accuracy.cli:main", "real-photo benchmark: mAA, seconds, peak RSS per scene, history"),
+    "oracle": ("imc.sfm.oracle:main", "a mapped scene against its ground-truth poses re-triangulated and adjusted"),
 }
 
 

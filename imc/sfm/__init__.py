@@ -9,6 +9,8 @@ One module per concern, each a function over pycolmap objects and the cached fea
 - :mod:`imc.sfm.merge`     similarity from anchor images that bring a sub-model into the largest
 - :mod:`imc.sfm.twoview`   two-view poses for images no model holds
 - :mod:`imc.sfm.mapping`   incremental or global mapping, with retries
+- :mod:`imc.sfm.oracle`    research: a mapped scene against its ground-truth poses, re-triangulated and adjusted
+                           (``python -m imc oracle``)
 - :mod:`imc.sfm.refine`    ``refine_models``: the post-mapping chain called by ``imc/reconstruct.py`` (flagged
                            images re-posed, the pairs found wrong handed back for ``sfm.checks.remap``)
 """

@@ -27,6 +27,7 @@ from typing import Sequence
 import numpy as np
 import pycolmap
 
+
 class OracleError(ValueError):
     """The sfm folder or the labels can't be used (the message names the file and the fix)."""
 
@@ -71,67 +72,47 @@ def largest_model(sfm_dir: Path) -> Path:
     return max(models, key=lambda p: (pycolmap.Reconstruction(p).num_reg_images(), -int(p.name) if p.name.isdigit() else 0))
 
 
-def _label_rows(labels_csv: Path) -> list[dict[str, str]]:
-    from eval.synth.labels import LabelsFileError, read_label_rows
+def _labels(labels_csv: Path):
+    """The labelled scenes' poses (``eval.submission.read_labels``, the scorer's own reader)."""
+    from eval.submission import LabelsError, SubmissionError, read_labels
 
     try:
-        rows = read_label_rows(labels_csv)
-    except LabelsFileError as e:
+        return read_labels(labels_csv)
+    except (LabelsError, SubmissionError) as e:
         raise OracleError(f"{e}: pass an IMC labels CSV (dataset,scene,image_path,rotation_matrix,"
                           f"translation_vector[,calibration_matrix])") from e
-    if not rows:
-        raise OracleError(f"{labels_csv}: no labelled images")
-    return rows
 
 
-def _numbers(text: str, n: int) -> np.ndarray:
-    from eval.synth.labels import LabelsFileError, parse_numbers
+def _match_scene(labels: dict, names: Sequence[str], labels_csv: Path):
+    """The labelled scene holding the model's images: ``(its ScenePoses, {database image name: label index})``."""
+    def index(key):
+        hits: dict[str, list[tuple[str, int]]] = {}
+        for scene, poses in labels.items():
+            for k, path in enumerate(poses.image_paths):
+                hits.setdefault(key(path), []).append((scene, k))
+        return {n: hits[key(n)][0] for n in names if len(hits.get(key(n), [])) == 1}
 
-    try:
-        return parse_numbers(text, n, what="labels")
-    except (LabelsFileError, ValueError) as e:
-        raise OracleError(str(e)) from e
-
-
-def _scene_rows(rows: list[dict[str, str]], names: Sequence[str], labels_csv: Path) -> tuple[str, dict[str, dict]]:
-    """The labelled scene holding the model's images: ``(dataset/scene, {database image name: label row})``."""
-    by_path = {r["image_path"]: r for r in rows}
-    found = {n: by_path[n] for n in names if n in by_path}
-    if not found:  # match on the file name when the database names are relative to another root
-        by_base: dict[str, list[dict]] = {}
-        for r in rows:
-            by_base.setdefault(Path(r["image_path"]).name, []).append(r)
-        found = {n: by_base[Path(n).name][0] for n in names if len(by_base.get(Path(n).name, [])) == 1}
-    scenes = {f"{r['dataset']}/{r['scene']}" for r in found.values()}
+    # by path; else by file name, when the database names are relative to another root
+    found = index(lambda path: path) or index(lambda path: Path(path).name)
+    scenes = {scene for scene, _ in found.values()}
     if len(scenes) != 1:
         raise OracleError(f"{labels_csv}: the model's images ({len(names)}, e.g. {list(names)[:2]}) match "
                           f"{'no labelled image' if not scenes else f'several scenes {sorted(scenes)}'}: pass the "
                           f"labels of this scene")
-    return scenes.pop(), found
+    return labels[scenes.pop()], {n: k for n, (_, k) in found.items()}
 
 
-def _score(rec: pycolmap.Reconstruction, scene: str, rows: list[dict[str, str]], variant: str, intrinsics: str) -> OracleRow:
+def _score(rec: pycolmap.Reconstruction, gt, found: dict[str, int], variant: str, intrinsics: str) -> OracleRow:
     from eval.score import score_scene
     from eval.submission import ScenePoses
     from eval.thresholds import load_thresholds
 
-    scene_rows = [r for r in rows if f"{r['dataset']}/{r['scene']}" == scene]
-    gt = ScenePoses(dataset=scene_rows[0]["dataset"], scene=scene_rows[0]["scene"],
-                    image_paths=tuple(r["image_path"] for r in scene_rows),
-                    R=np.stack([_numbers(r["rotation_matrix"], 9).reshape(3, 3) for r in scene_rows]),
-                    t=np.stack([_numbers(r["translation_vector"], 3) for r in scene_rows]))
-    R = np.tile(np.eye(3), (len(scene_rows), 1, 1))
-    t = np.zeros((len(scene_rows), 3))
-    posed = {}
+    R = np.tile(np.eye(3), (len(gt.image_paths), 1, 1))
+    t = np.zeros((len(gt.image_paths), 3))
     for im in rec.images.values():
-        if im.has_pose:
-            posed[im.name] = im
-            posed.setdefault(Path(im.name).name, im)
-    for k, r in enumerate(scene_rows):
-        im = posed.get(r["image_path"]) or posed.get(Path(r["image_path"]).name)
-        if im is not None:
+        if im.has_pose and im.name in found:
             pose = im.cam_from_world()
-            R[k], t[k] = pose.rotation.matrix(), pose.translation
+            R[found[im.name]], t[found[im.name]] = pose.rotation.matrix(), pose.translation
     s = score_scene(gt, ScenePoses(dataset=gt.dataset, scene=gt.scene, image_paths=gt.image_paths, R=R, t=t),
                     load_thresholds())
     return OracleRow(variant=variant, maa=s.maa, median_err_R_deg=s.median_err_R_deg, registered=s.n_registered,
@@ -146,15 +127,24 @@ def _bundle_adjust(rec: pycolmap.Reconstruction) -> None:
     pycolmap.bundle_adjustment(rec, opts)
 
 
-def _gt_intrinsics(rec: pycolmap.Reconstruction, found: dict[str, dict]) -> tuple[dict[int, list[float]], str | None]:
-    """Per camera of ``rec``: PINHOLE ``fx, fy, cx, cy`` from the labels; or why not."""
-    if not all(r.get("calibration_matrix") for r in found.values()):
-        return {}, "the labels carry no calibration_matrix: no ground-truth-intrinsics rows"
+def _gt_intrinsics(rec: pycolmap.Reconstruction, gt, found: dict[str, int],
+                  labels_csv: Path) -> tuple[dict[int, list[float]], str | None]:
+    """Per camera of ``rec``: PINHOLE ``fx, fy, cx, cy`` from the labels' ``calibration_matrix``; or why not."""
+    from eval.synth.labels import LabelsFileError, parse_numbers, read_label_rows
+
+    calibration = {(r["dataset"], r["scene"], r["image_path"]): r.get("calibration_matrix")
+                   for r in read_label_rows(labels_csv)}
     params: dict[int, list[float]] = {}
     for im in rec.images.values():
         if im.name not in found:
             continue
-        K = _numbers(found[im.name]["calibration_matrix"], 9).reshape(3, 3)
+        text = calibration.get((gt.dataset, gt.scene, gt.image_paths[found[im.name]]))
+        if not text:
+            return {}, "the labels carry no calibration_matrix: no ground-truth-intrinsics rows"
+        try:
+            K = parse_numbers(text, 9, what=f"{labels_csv}: calibration_matrix").reshape(3, 3)
+        except (LabelsFileError, ValueError) as e:
+            raise OracleError(str(e)) from e
         p = [K[0, 0], K[1, 1], K[0, 2], K[1, 2]]
         old = params.setdefault(im.camera_id, p)
         if not np.allclose(old, p, rtol=5e-3, atol=0.5):
@@ -169,26 +159,27 @@ def oracle(sfm_dir: str | Path, labels_csv: str | Path, *, image_root: str | Pat
     database = next((p for p in (model_dir / "database.db", sfm_dir / "database.db") if p.is_file()), None)
     if database is None:
         raise OracleError(f"{sfm_dir}: no database.db beside the models: pass the sfm stage's output folder")
-    rows = _label_rows(labels_csv)
     mapped = pycolmap.Reconstruction(model_dir)
-    scene, found = _scene_rows(rows, [im.name for im in mapped.images.values()], labels_csv)
-    out = [_score(mapped, scene, rows, "mapper", "mapper")]
+    gt, found = _match_scene(_labels(labels_csv), [im.name for im in mapped.images.values()], labels_csv)
+    out = [_score(mapped, gt, found, "mapper", "mapper")]
     notes = [f"model {model_dir} ({mapped.num_reg_images()} registered), database {database}"]
     missing = [im.name for im in mapped.images.values() if im.name not in found]
     if missing:
         notes.append(f"{len(missing)} image(s) of the model are not labelled and keep the mapper's pose: {missing[:3]}")
+    variants: list[tuple[str, dict[int, list[float]] | None]] = [("mapper", None)]
+    gt_params, why = _gt_intrinsics(mapped, gt, found, labels_csv)
+    if why:
+        notes.append(why)
+    else:
+        variants.append(("ground truth", gt_params))
     from imc.reconstruct import capture_native_output
 
     with tempfile.TemporaryDirectory(prefix="imc-oracle-") as tmp, capture_native_output(Path(tmp) / "pycolmap.log"):
         tmp = Path(tmp)
-        variants = [("mapper", None)]
-        gt_params, why = _gt_intrinsics(mapped, found)
-        if why:
-            notes.append(why)
-        else:
-            variants.append(("ground truth", gt_params))
         for intrinsics, params in variants:
-            db = tmp / f"database-{len(out)}.db"
+            work = tmp / intrinsics.replace(" ", "-")
+            work.mkdir()
+            db = work / "database.db"
             shutil.copy(database, db)
             rec = pycolmap.Reconstruction(model_dir)
             if params:  # the database's cameras must have the reconstruction's model to triangulate
@@ -203,19 +194,15 @@ def oracle(sfm_dir: str | Path, labels_csv: str | Path, *, image_root: str | Pat
                 for cid, p in params.items():
                     rec.cameras[cid].model, rec.cameras[cid].params = pycolmap.CameraModelId.PINHOLE, p
             for im in rec.images.values():
-                r = found.get(im.name)
-                if r is not None and im.has_pose:
-                    rec.frames[im.frame_id].rig_from_world = pycolmap.Rigid3d(
-                        pycolmap.Rotation3d(_numbers(r["rotation_matrix"], 9).reshape(3, 3)),
-                        _numbers(r["translation_vector"], 3))
-            root = Path(image_root) if image_root else tmp
-            (tmp / intrinsics.replace(" ", "-")).mkdir()
-            rec = pycolmap.triangulate_points(rec, str(db), str(root), str(tmp / intrinsics.replace(" ", "-")),
+                if im.name in found and im.has_pose:
+                    k = found[im.name]
+                    rec.frames[im.frame_id].rig_from_world = pycolmap.Rigid3d(pycolmap.Rotation3d(gt.R[k]), gt.t[k])
+            rec = pycolmap.triangulate_points(rec, str(db), str(Path(image_root) if image_root else tmp), str(work),
                                               clear_points=True, refine_intrinsics=False)
-            out.append(_score(rec, scene, rows, "ground-truth poses, triangulated", intrinsics))
+            out.append(_score(rec, gt, found, "ground-truth poses, triangulated", intrinsics))
             _bundle_adjust(rec)
-            out.append(_score(rec, scene, rows, "ground-truth poses, then bundle adjustment", intrinsics))
-    return OracleReport(scene=scene, rows=tuple(out), notes=tuple(notes))
+            out.append(_score(rec, gt, found, "ground-truth poses, then bundle adjustment", intrinsics))
+    return OracleReport(scene=gt.key, rows=tuple(out), notes=tuple(notes))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,20 +12,9 @@ export PYTHONPATH=/tmp/site:$R/.dev/stub IMC_WEIGHTS_DIR=/tmp/w IMC_SHARED=$R/.d
 if [ ! -d /tmp/site/kornia ]; then
   $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .dev/whl/*.whl || exit 1
 fi
-mkdir -p /tmp/w
 {
 nvidia-smi -L 2>&1; $PY -c "import torch;print('torch', torch.__version__, torch.cuda.is_available() and torch.cuda.get_device_name())"
-$PY - <<'PYEOF'
-import torch, glob, os
-for f in glob.glob('.dev/w/*.pth'):
-    sd = torch.load(f, map_location='cpu', weights_only=False)
-    def full(o):
-        if isinstance(o, torch.Tensor): return o.float() if o.is_floating_point() else o
-        if isinstance(o, dict): return {k: full(v) for k, v in o.items()}
-        return o
-    torch.save(full(sd), '/tmp/w/' + os.path.basename(f))
-print('weights', sorted(os.listdir('/tmp/w')))
-PYEOF
+$PY tests/device/prepare_carry.py --restore .dev/w /tmp/w
 } 2>&1 | tee $OUT/setup.log
 if [ "$DEV" = cuda ]; then
   timeout 100 $PY -m pytest -m gpu tests/test_gpu.py tests/test_preflight.py -q -p no:cacheprovider 2>&1 | tee $OUT/pytest.log

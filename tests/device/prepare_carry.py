@@ -26,10 +26,19 @@ WEIGHTS = ("aliked-n16.pth", "disk-depth-save.pth", "aliked_lightglue.pth", "dis
 STUB = 'def __getattr__(name):\n    if name.startswith("__"):\n        raise AttributeError(name)\n    return type(name, (), {})\n'
 
 
-def half(o):
+def cast(o, dtype: torch.dtype):
+    """A state dict's floating-point tensors as ``dtype`` (fp16 to travel, fp32 again on the device machine)."""
     if torch.is_tensor(o):
-        return o.half() if o.is_floating_point() else o
-    return {k: half(v) for k, v in o.items()} if isinstance(o, dict) else o
+        return o.to(dtype) if o.is_floating_point() else o
+    return {k: cast(v, dtype) for k, v in o.items()} if isinstance(o, dict) else o
+
+
+def restore(src: Path, dst: Path) -> None:
+    """On the device machine: the carried fp16 weights of ``src`` as fp32 files in ``dst``."""
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in sorted(src.glob("*.pth")):
+        torch.save(cast(torch.load(f, map_location="cpu", weights_only=False), torch.float32), dst / f.name)
+    print("weights", sorted(p.name for p in dst.iterdir()))
 
 
 def main() -> None:
@@ -46,7 +55,8 @@ def main() -> None:
                    check=True)
     (dev / "w").mkdir(parents=True)
     for name in WEIGHTS:
-        torch.save(half(torch.load(resolve_weights(name), map_location="cpu", weights_only=False)), dev / "w" / name)
+        torch.save(cast(torch.load(resolve_weights(name), map_location="cpu", weights_only=False), torch.float16),
+                   dev / "w" / name)
     for mod in ("pycolmap", "kornia_rs"):
         (dev / "stub" / mod).mkdir(parents=True)
         (dev / "stub" / mod / "__init__.py").write_text(STUB)
@@ -63,4 +73,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--restore"]:  # tests/device/gpu_stages.sh, on the device machine
+        restore(Path(sys.argv[2]), Path(sys.argv[3]))
+    else:
+        main()
